@@ -1,0 +1,50 @@
+# wspush — `make run` builds and starts the server; `make test` is what CI checks.
+GO            ?= go
+STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME      ?= 10s
+BIN           := bin
+
+.PHONY: all build run test fmt fmt-check vet staticcheck unit fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/wspush ./server
+	@if [ -d loadgen ]; then $(GO) build -o $(BIN)/wsload ./loadgen; fi
+	@if [ -d bench ] && ls bench/*.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/wsbench ./bench; fi
+
+run: build
+	./$(BIN)/wspush
+
+test: fmt-check vet staticcheck unit fuzz
+
+fmt:
+	gofmt -w server loadgen bench 2>/dev/null || gofmt -w server
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(GO) run $(STATICCHECK) ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+# Short fuzz runs of every fuzz target (go test runs one target at a time).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./server/...
+
+clean:
+	rm -rf $(BIN)

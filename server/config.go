@@ -1,0 +1,179 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"wspush/server/internal/admin"
+	"wspush/server/internal/gateway"
+	"wspush/server/internal/hub"
+)
+
+// Config is everything the flags set.
+type Config struct {
+	Gateway         gateway.Config
+	Hub             hub.Config
+	AdminAddr       string
+	DrainRate       int
+	ShutdownTimeout time.Duration
+	Profile         string
+	ProfileDir      string
+}
+
+var profileModes = []string{"cpu", "mem", "alloc", "block", "mutex", "trace", "goroutine"}
+
+// parseConfig reads flags from args, then fills any flag not given there
+// from the environment as WSPUSH_<FLAG> (dashes as underscores).
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	var (
+		c                                   Config
+		push, ping, idle                    time.Duration
+		maxWrite                            size
+		maxMsg                              size
+		shutdownTimeout                     time.Duration
+		welcome, pushText, addr, adminAddr  string
+		maxConns, drainRate, maxBad, shards int
+		pollers                             int
+		reusePort                           bool
+	)
+	maxWrite, maxMsg = hub.DefaultMaxUnsent, gateway.DefaultMaxMessageBytes
+	fs := flag.NewFlagSet("wspush", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // a bad flag is one line; -h prints the defaults
+	fs.StringVar(&addr, "addr", gateway.DefaultAddr, "WebSocket listen address (the demo page is at /, WebSocket at /ws)")
+	fs.StringVar(&adminAddr, "admin-addr", admin.DefaultAddr, "admin listen address: /healthz, /metrics, /v1/stats, /debug/pprof/")
+	fs.BoolVar(&reusePort, "reuseport", false, "set SO_REUSEPORT so several processes can share -addr")
+	fs.DurationVar(&push, "push-interval", hub.DefaultPushInterval, "period of each client's tick push; 0 disables pushes")
+	fs.StringVar(&pushText, "push-text", "", "text carried by every tick (none by default)")
+	fs.StringVar(&welcome, "welcome", gateway.DefaultWelcome, "text of the welcome message")
+	fs.DurationVar(&ping, "ping-interval", hub.DefaultPingInterval, "WebSocket ping period per client; 0 disables pings")
+	fs.DurationVar(&idle, "idle-timeout", hub.DefaultIdleTimeout, "close a client from which nothing arrived for this long; 0 disables")
+	fs.IntVar(&maxConns, "max-conns", 0, "connection cap, over it upgrades get HTTP 503; 0 = no cap but the file limit")
+	fs.Var(&maxMsg, "max-message-bytes", "largest inbound message (bytes, or with KiB/MiB); larger ones close with 1009")
+	fs.Var(&maxWrite, "max-write-buffer", "cap on a client's unsent bytes (bytes, or with KiB/MiB); over it the client is dropped as slow (4008)")
+	fs.IntVar(&maxBad, "max-bad-messages", gateway.DefaultMaxBadMessages, "bad messages in a row before a client is closed with 1008")
+	fs.IntVar(&drainRate, "drain-rate", 10_000, "closes per second when draining on shutdown")
+	fs.DurationVar(&shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait for clients to leave on shutdown")
+	fs.IntVar(&shards, "shards", 0, "timing-wheel shards; 0 = one per core")
+	fs.IntVar(&pollers, "pollers", 0, "nbio poller goroutines; 0 = half the cores, at least 1")
+	fs.StringVar(&c.Profile, "profile", "", "whole-run profile written on shutdown: "+strings.Join(profileModes, "|"))
+	fs.StringVar(&c.ProfileDir, "profile-dir", ".", "directory for -profile output")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fmt.Fprintln(out, "usage: wspush [flags]; every flag can also be set as WSPUSH_<FLAG>, e.g. WSPUSH_PUSH_INTERVAL=1s")
+			fs.PrintDefaults()
+			return c, err
+		}
+		return c, fmt.Errorf("wspush: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("wspush: unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || envErr != nil {
+			return
+		}
+		key := "WSPUSH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(key); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("wspush: invalid value %q for %s: %w", v, key, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+
+	c.AdminAddr, c.DrainRate, c.ShutdownTimeout = adminAddr, drainRate, shutdownTimeout
+	c.Gateway = gateway.Config{Addr: addr, ReusePort: reusePort, MaxConns: maxConns, MaxMessageBytes: int(maxMsg),
+		MaxBadMessages: maxBad, Welcome: welcome, Pollers: pollers}
+	c.Hub = hub.Config{PushInterval: orDisabled(push), PushText: pushText, PingInterval: orDisabled(ping),
+		IdleTimeout: orDisabled(idle), MaxUnsent: int(maxWrite), Shards: shards}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	for name, d := range map[string]time.Duration{"-push-interval": c.Hub.PushInterval, "-ping-interval": c.Hub.PingInterval, "-idle-timeout": c.Hub.IdleTimeout} {
+		if d != hub.Disabled && d < 10*time.Millisecond {
+			errs = append(errs, fmt.Errorf("%s must be 0 or at least 10ms, not %v", name, d))
+		}
+	}
+	if c.Gateway.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("-max-conns must not be negative"))
+	}
+	if c.Gateway.MaxMessageBytes < 1 {
+		errs = append(errs, fmt.Errorf("-max-message-bytes must be positive"))
+	}
+	if c.Hub.MaxUnsent < 1024 {
+		errs = append(errs, fmt.Errorf("-max-write-buffer must be at least 1KiB"))
+	}
+	if c.Gateway.MaxBadMessages < 1 {
+		errs = append(errs, fmt.Errorf("-max-bad-messages must be at least 1"))
+	}
+	if c.DrainRate < 1 {
+		errs = append(errs, fmt.Errorf("-drain-rate must be at least 1"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-shutdown-timeout must be positive"))
+	}
+	if c.Hub.Shards < 0 || c.Gateway.Pollers < 0 {
+		errs = append(errs, fmt.Errorf("-shards and -pollers must not be negative"))
+	}
+	if c.Profile != "" && !contains(profileModes, c.Profile) {
+		errs = append(errs, fmt.Errorf("-profile must be one of %s", strings.Join(profileModes, "|")))
+	}
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return fmt.Errorf("wspush: %s", strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func orDisabled(d time.Duration) time.Duration {
+	if d == 0 {
+		return hub.Disabled
+	}
+	return d
+}
+
+// size is a byte count flag that takes plain bytes or a KiB/MiB/GiB suffix.
+type size int
+
+func (s *size) String() string { return strconv.Itoa(int(*s)) }
+
+func (s *size) Set(v string) error {
+	mult := 1
+	num := v
+	for suffix, m := range map[string]int{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(v, suffix) {
+			num, mult = strings.TrimSuffix(v, suffix), m
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || n < 0 || n > (1<<31)/mult {
+		return fmt.Errorf("not a size: %q (use bytes, or a number with KiB, MiB or GiB)", v)
+	}
+	*s = size(n * mult)
+	return nil
+}

@@ -1,0 +1,108 @@
+// Package admin is wspush's admin listener: health, Prometheus metrics,
+// JSON stats and pprof, served by the standard library's net/http so that
+// the WebSocket port carries nothing but clients. Other packages add their
+// routes (the publish API) with Handle.
+//
+// Concurrency: handlers run on net/http's goroutines and only read shared
+// state through the callbacks they are given, which must be safe for
+// concurrent use. Serve returns when the server is shut down.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"wspush/server/internal/metrics"
+)
+
+// DefaultAddr is the admin listener's default address: loopback only.
+const DefaultAddr = "127.0.0.1:8081"
+
+// Server is the admin HTTP server.
+type Server struct {
+	mux     *http.ServeMux
+	srv     *http.Server
+	ln      net.Listener
+	m       *metrics.Metrics
+	conns   func() int64
+	healthy func() error
+}
+
+// New returns an admin server. conns reports the connection count; healthy
+// returns nil while the server is fit to take clients.
+func New(m *metrics.Metrics, conns func() int64, healthy func() error) *Server {
+	s := &Server{mux: http.NewServeMux(), m: m, conns: conns, healthy: healthy}
+	s.mux.HandleFunc("GET /healthz", s.health)
+	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		m.WritePrometheus(w)
+	})
+	s.mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, m.Snapshot(conns()))
+	})
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	return s
+}
+
+// Handle adds a route.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	if err := s.healthy(); err != nil {
+		WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "reason": err.Error()})
+		return
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"status": "ok", "connections": s.conns()})
+}
+
+// Listen opens the admin socket.
+func (s *Server) Listen(addr string) error {
+	if addr == "" {
+		addr = DefaultAddr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the listening address (after Listen).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve serves until Shutdown.
+func (s *Server) Serve() error {
+	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the server, waiting for requests in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("admin: shutdown: %w", err)
+	}
+	return nil
+}
+
+// WriteJSON writes v as a JSON response with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,344 @@
+// Package gateway is wspush's WebSocket listener: an nbio engine in
+// non-blocking mode that upgrades requests on /ws, answers client messages
+// and hands each connection to the hub. There is no goroutine per
+// connection: nbio's pollers read sockets and parse frames, and message
+// handlers run on nbio's bounded executor.
+//
+// # Concurrency contract
+//
+//   - Handlers (upgrade, OnOpen, OnMessage, ping/pong/close, OnClose) run on
+//     nbio's goroutines, one at a time per connection, and never block: every
+//     write is a non-blocking nbio write of one whole frame.
+//   - reserved counts connections upgraded or being upgraded; it is the
+//     max-conns gate. draining is set once, by Drain.
+//   - Start launches nbio's goroutines; Shutdown stops them.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/logging"
+	"github.com/lesismal/nbio/nbhttp"
+	"github.com/lesismal/nbio/nbhttp/websocket"
+
+	"wspush/server/internal/hub"
+	"wspush/server/internal/metrics"
+	"wspush/server/wire"
+)
+
+// Config configures the listener; the zero value of each field means its
+// default.
+type Config struct {
+	// Addr is the listen address (default ":8080").
+	Addr string
+	// ReusePort sets SO_REUSEPORT, so that several processes can share Addr.
+	ReusePort bool
+	// MaxConns caps connections; over it an upgrade gets HTTP 503 (default
+	// 0: no cap beyond the process's file limit).
+	MaxConns int
+	// MaxMessageBytes caps an inbound message (default 4096); over it the
+	// connection is closed with 1009.
+	MaxMessageBytes int
+	// MaxBadMessages closes a connection with 1008 after this many bad
+	// messages in a row (default 10).
+	MaxBadMessages int
+	// Welcome is the welcome frame's text (default "Welcome to the server!").
+	Welcome string
+	// Pollers is the number of nbio poller goroutines (default NumCPU/2, at
+	// least 1).
+	Pollers int
+	// Page, when set, is served at "/" (the demo page).
+	Page http.Handler
+}
+
+// Defaults.
+const (
+	DefaultAddr            = ":8080"
+	DefaultMaxMessageBytes = 4096
+	DefaultMaxBadMessages  = 10
+	DefaultWelcome         = "Welcome to the server!"
+	// writeSlack is what nbio's own write cap allows beyond the hub's, so
+	// that a close frame still fits behind a full buffer.
+	writeSlack = 1024
+)
+
+// Gateway is a running WebSocket listener.
+type Gateway struct {
+	cfg      Config
+	hub      *hub.Hub
+	m        *metrics.Metrics
+	engine   *nbhttp.Engine
+	ln       *listener
+	upgrader *websocket.Upgrader
+	reserved atomic.Int64
+	draining atomic.Bool
+	handoff  atomic.Uint64 // see New
+	bufs     sync.Pool     // *[]byte scratch for reply frames
+}
+
+// New returns a gateway for h; maxUnsent is the hub's per-client cap on
+// unsent bytes.
+func New(cfg Config, h *hub.Hub, m *metrics.Metrics, maxUnsent int) (*Gateway, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxBadMessages <= 0 {
+		cfg.MaxBadMessages = DefaultMaxBadMessages
+	}
+	if cfg.Welcome == "" {
+		cfg.Welcome = DefaultWelcome
+	}
+	if cfg.MaxConns < 0 {
+		return nil, fmt.Errorf("gateway: max conns %d is negative", cfg.MaxConns)
+	}
+	g := &Gateway{cfg: cfg, hub: h, m: m}
+	g.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
+	logging.SetLevel(logging.LevelError)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", g.upgrade)
+	if cfg.Page != nil {
+		mux.Handle("/{$}", cfg.Page)
+	}
+	pollers := cfg.Pollers
+	if pollers <= 0 {
+		pollers = max(1, nbioCPUs()/2)
+	}
+	g.engine = nbhttp.NewEngine(nbhttp.Config{
+		Network:            "tcp",
+		Addrs:              []string{cfg.Addr},
+		Listen:             g.listen,
+		IOMod:              nbhttp.IOModNonBlocking,
+		NPoller:            pollers,
+		MaxWriteBufferSize: maxUnsent + writeSlack,
+		Handler:            mux,
+	})
+	g.engine.Engine.OnWrittenSize(written)
+	// nbio hands an accepted connection to its poller through epoll, which
+	// Go's memory model (and so the race detector) cannot see. An atomic
+	// store after the accept goroutine has set the connection up, and a load
+	// before every read, make that hand-off a happens-before edge.
+	g.engine.Engine.OnOpen(func(*nbio.Conn) { g.handoff.Add(1) })
+	g.engine.Engine.OnReadBufferAlloc(func(c *nbio.Conn) *[]byte {
+		g.handoff.Load()
+		return g.engine.Engine.PollerBufferPtr(c)
+	})
+	g.upgrader = g.newUpgrader()
+	return g, nil
+}
+
+// written tells a client how many of its bytes the socket took.
+func written(c *nbio.Conn, _ []byte, n int) {
+	if ws, ok := c.Session().(*websocket.Conn); ok {
+		if cl, ok := ws.Session().(*hub.Client); ok {
+			cl.Written(n)
+		}
+	}
+}
+
+func (g *Gateway) listen(network, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if g.cfg.ReusePort {
+		lc.Control = reusePort
+	}
+	ln, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.ln = newListener(ln)
+	return g.ln, nil
+}
+
+// Start listens and starts nbio.
+func (g *Gateway) Start() error {
+	if err := g.engine.Start(); err != nil {
+		return fmt.Errorf("gateway: start: %w", err)
+	}
+	return nil
+}
+
+// Addr returns the address the gateway listens on.
+func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
+
+// StopAccepting closes the listening socket: new connections are refused
+// and in-flight upgrades get 503, while established clients stay.
+func (g *Gateway) StopAccepting() {
+	g.draining.Store(true)
+	g.ln.stop()
+}
+
+// Shutdown closes every remaining connection and stops nbio.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.draining.Store(true)
+	if err := g.engine.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("gateway: shutdown: %w", err)
+	}
+	return nil
+}
+
+func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) {
+	if g.draining.Load() {
+		g.m.UpgradeFailed(metrics.UpgradeShuttingDown)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if n := g.reserved.Add(1); g.cfg.MaxConns > 0 && n > int64(g.cfg.MaxConns) {
+		g.reserved.Add(-1)
+		g.m.UpgradeFailed(metrics.UpgradeMaxConns)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "server is at its connection limit ("+strconv.Itoa(g.cfg.MaxConns)+")", http.StatusServiceUnavailable)
+		return
+	}
+	if _, err := g.upgrader.Upgrade(w, r, nil); err != nil {
+		// The upgrader has answered with 400 (or 403 for a bad origin).
+		g.reserved.Add(-1)
+		g.m.UpgradeFailed(metrics.UpgradeBadHandshake)
+	}
+}
+
+func (g *Gateway) newUpgrader() *websocket.Upgrader {
+	u := websocket.NewUpgrader()
+	u.Engine = g.engine
+	u.KeepaliveTime = 0 // liveness is the hub's wheel, not a timer per connection
+	u.MessageLengthLimit = g.cfg.MaxMessageBytes
+	u.OnOpen(g.onOpen)
+	u.OnMessage(g.onMessage)
+	u.OnClose(g.onClose)
+	u.SetPingHandler(g.onPing)
+	u.SetPongHandler(func(c *websocket.Conn, _ string) {
+		if cl := client(c); cl != nil {
+			cl.Touch()
+		}
+	})
+	u.SetCloseHandler(g.onCloseFrame)
+	return u
+}
+
+func client(c *websocket.Conn) *hub.Client {
+	cl, _ := c.Session().(*hub.Client)
+	return cl
+}
+
+func (g *Gateway) onOpen(c *websocket.Conn) {
+	conn := c.Conn
+	if hc, ok := conn.(*nbhttp.Conn); ok {
+		conn = hc.Conn
+	}
+	cl := g.hub.NewClient(conn)
+	c.SetSession(cl)
+	interval := g.hub.PushInterval().Milliseconds()
+	g.reply(cl, func(b []byte) []byte { return wire.AppendWelcome(b, cl.ID(), interval, g.cfg.Welcome) })
+	g.hub.Register(cl)
+}
+
+// reply encodes one text frame with enc and sends it to cl.
+func (g *Gateway) reply(cl *hub.Client, enc func([]byte) []byte) {
+	pb := g.bufs.Get().(*[]byte)
+	buf := enc(wire.BeginFrame(*pb))
+	frame := wire.EndFrame(buf, wire.OpText)
+	if cl.Send(frame) {
+		g.m.FramesOut.Inc()
+		g.m.BytesOut.Add(len(frame))
+	}
+	if cap(buf) <= 4096 {
+		*pb = buf[:0]
+		g.bufs.Put(pb)
+	}
+}
+
+func (g *Gateway) onMessage(c *websocket.Conn, mt websocket.MessageType, data []byte) {
+	cl := client(c)
+	if cl == nil {
+		return
+	}
+	cl.Touch()
+	g.m.FramesIn.Inc()
+	g.m.BytesIn.Add(len(data))
+	if cl.Closing() {
+		return
+	}
+	var msg wire.ClientMsg
+	var err error
+	if mt != websocket.TextMessage {
+		err = &wire.ProtocolError{Code: wire.CodeBadRequest, Reason: "binary messages are not supported; send JSON text"}
+	} else {
+		msg, err = wire.ParseClient(data)
+	}
+	if err != nil {
+		g.badMessage(cl, err, msg.ID)
+		return
+	}
+	cl.GoodMessage()
+	switch msg.Type {
+	case wire.TypePing:
+		g.reply(cl, func(b []byte) []byte { return wire.AppendPong(b, msg.ID) })
+	}
+}
+
+func (g *Gateway) badMessage(cl *hub.Client, err error, id []byte) {
+	g.m.BadInput.Inc()
+	pe := &wire.ProtocolError{Code: wire.CodeBadRequest, Reason: err.Error()}
+	errors.As(err, &pe)
+	g.reply(cl, func(b []byte) []byte { return wire.AppendError(b, pe.Code, pe.Reason, id) })
+	if n := cl.BadMessage(); n >= uint32(g.cfg.MaxBadMessages) {
+		cl.CloseWith(wire.ClosePolicy, "too many bad messages", metrics.ClosedBadInput)
+	}
+}
+
+func (g *Gateway) onPing(c *websocket.Conn, data string) {
+	cl := client(c)
+	if cl == nil {
+		return
+	}
+	cl.Touch()
+	var b [2 + 125]byte
+	cl.Send(wire.AppendFrame(b[:0], wire.OpPong, []byte(data)))
+}
+
+// onCloseFrame answers a client's close frame with the same code, unless
+// the server started the close; nbio closes the socket afterwards.
+func (g *Gateway) onCloseFrame(c *websocket.Conn, code int, reason string) {
+	cl := client(c)
+	if cl == nil || cl.Closing() {
+		return
+	}
+	if code == 1005 { // no status code: answer with an empty close frame
+		cl.Send([]byte{0x80 | wire.OpClose, 0})
+		return
+	}
+	var b [2 + 2 + 123]byte
+	cl.Send(wire.AppendCloseFrame(b[:0], uint16(code), ""))
+}
+
+func (g *Gateway) onClose(c *websocket.Conn, err error) {
+	cl := client(c)
+	if cl == nil {
+		return
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, nbio.ErrOverflow):
+		cl.SetCloseReason(metrics.ClosedSlow)
+	case errors.Is(err, websocket.ErrMessageTooLarge):
+		cl.SetCloseReason(metrics.ClosedTooBig)
+	case errors.Is(err, websocket.ErrReserveBitSet), errors.Is(err, websocket.ErrReservedMessageType),
+		errors.Is(err, websocket.ErrControlMessageFragmented), errors.Is(err, websocket.ErrControlMessageTooBig),
+		errors.Is(err, websocket.ErrFragmentsShouldNotHaveBinaryOrTextMessage), errors.Is(err, websocket.ErrInvalidUtf8),
+		errors.Is(err, websocket.ErrInvalidCloseCode), errors.Is(err, websocket.ErrInvalidFragmentMessage):
+		cl.SetCloseReason(metrics.ClosedProtocol)
+	}
+	g.hub.Unregister(cl)
+	g.reserved.Add(-1)
+}

@@ -1,0 +1,126 @@
+package hub
+
+import (
+	"strconv"
+	"sync/atomic"
+
+	"wspush/server/internal/wheel"
+	"wspush/server/wire"
+)
+
+// Conn is the socket under a client: one Write call sends one whole frame
+// without blocking (buffering what the kernel does not take), and Close
+// closes the socket.
+type Conn interface {
+	Write(b []byte) (int, error)
+	Close() error
+}
+
+const (
+	stateOpen    uint32 = iota
+	stateClosing        // a close frame was sent; nothing more is written
+	stateClosed         // the socket closed and the client was unregistered
+)
+
+// Client is one connection's state. The fields a shard owns are noted; the
+// rest are atomics or set before the client is registered.
+type Client struct {
+	pos   wheel.Pos // owned by the shard goroutine
+	conn  Conn
+	h     *Hub
+	shard *shard // set by Register
+	id    uint64
+
+	seq      uint64 // ticks sent; owned by the shard goroutine
+	visits   uint32 // owned by the shard goroutine
+	lastPing int64  // Unix ns; owned by the shard goroutine
+
+	lastRead atomic.Int64 // Unix ns of the last inbound frame (coarse clock)
+	unsent   atomic.Int64 // bytes written but not yet taken by the socket
+	state    atomic.Uint32
+	reason   atomic.Pointer[string] // why it is being closed
+	badRun   atomic.Uint32          // bad messages in a row
+}
+
+// WheelPos lets the client live in a wheel.
+func (c *Client) WheelPos() *wheel.Pos { return &c.pos }
+
+// ID returns the client's id, unique within the process.
+func (c *Client) ID() string { return "c" + strconv.FormatUint(c.id, 36) }
+
+// Touch records that a frame arrived, for the idle timeout.
+func (c *Client) Touch() { c.lastRead.Store(c.h.Now()) }
+
+// Written records n bytes taken by the socket; the socket layer calls it
+// for every successful write so that the client's unsent bytes are known.
+func (c *Client) Written(n int) { c.unsent.Add(-int64(n)) }
+
+// BadMessage counts a bad message in a row and returns the run's length.
+func (c *Client) BadMessage() uint32 { return c.badRun.Add(1) }
+
+// GoodMessage ends a run of bad messages.
+func (c *Client) GoodMessage() {
+	if c.badRun.Load() != 0 {
+		c.badRun.Store(0)
+	}
+}
+
+// Send writes one frame. It reports false, writing nothing, when the client
+// is closing or closed, or when the frame would take its unsent bytes over
+// the cap: then the client is dropped as a slow consumer.
+func (c *Client) Send(frame []byte) bool {
+	if c.state.Load() != stateOpen {
+		return false
+	}
+	n := int64(len(frame))
+	if c.unsent.Add(n) > int64(c.h.cfg.MaxUnsent) {
+		c.unsent.Add(-n)
+		c.CloseWith(wire.CloseSlowConsumer, "slow consumer", metricsSlow)
+		return false
+	}
+	if _, err := c.conn.Write(frame); err != nil {
+		c.unsent.Add(-n)
+		c.setReason(metricsWriteError)
+		return false
+	}
+	return true
+}
+
+// CloseWith sends a close frame with code and reason and stops all further
+// writes; the client closes its side in answer, and its socket is closed
+// after the close grace if it does not. why is the metrics reason. Only the
+// first close counts.
+func (c *Client) CloseWith(code uint16, reason, why string) {
+	if !c.state.CompareAndSwap(stateOpen, stateClosing) {
+		return
+	}
+	c.setReason(why)
+	var b [2 + 2 + 123]byte
+	frame := wire.AppendCloseFrame(b[:0], code, reason)
+	// The close frame may pass the unsent cap: the socket layer's own cap
+	// leaves room for it.
+	c.unsent.Add(int64(len(frame)))
+	if _, err := c.conn.Write(frame); err != nil {
+		c.unsent.Add(-int64(len(frame)))
+	}
+	if s := c.shard; s != nil {
+		s.mu.Lock()
+		s.closes = append(s.closes, closing{c: c, at: c.h.Now() + int64(c.h.cfg.CloseGrace)})
+		s.mu.Unlock()
+	} else {
+		_ = c.conn.Close()
+	}
+}
+
+// Closing reports whether a close was started; such a client ignores
+// further messages.
+func (c *Client) Closing() bool { return c.state.Load() != stateOpen }
+
+// SetCloseReason records why the socket is about to close, when the socket
+// layer closes it itself (an oversized message, a protocol error).
+func (c *Client) SetCloseReason(why string) { c.setReason(why) }
+
+func (c *Client) setReason(why string) {
+	r := why
+	c.reason.CompareAndSwap(nil, &r)
+}

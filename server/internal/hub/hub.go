@@ -1,0 +1,272 @@
+// Package hub owns wspush's connected clients: it spreads them over
+// shards, one per core, and each shard's goroutine drives a timing wheel
+// that pushes ticks, sends keepalive pings, closes idle clients and drops
+// slow ones. It knows nothing of nbio: a client's socket is anything with
+// Write and Close.
+//
+// # Concurrency contract
+//
+//   - Register, Unregister, Client.Send, Client.CloseWith and Client.Touch
+//     may be called from any goroutine (nbio's pollers and executors) and
+//     never block for longer than a short mutex hold: a shard's mutex guards
+//     only its pending lists, and each call appends one element to one.
+//   - Each shard's goroutine owns its wheel, its closing queue, its scratch
+//     buffer and the wheel-side fields of its clients (seq, visits,
+//     lastPing). It takes pending additions, removals and closes under the
+//     mutex once per wake-up and applies them alone.
+//   - Writes to one client may come from its shard (ticks, pings) and from
+//     the goroutine handling its messages (replies) at the same time: each
+//     is one Write call of one whole frame, and the socket serializes them.
+//   - Pending lists are bounded by the number of clients: a client is added
+//     once, removed once and queued for closing at most once.
+//   - Run starts the shard goroutines; they exit when Stop is called, and Run
+//     returns after they have.
+package hub
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wspush/server/internal/metrics"
+	"wspush/server/internal/wheel"
+)
+
+// Config is the hub's configuration; the zero value of each field means its
+// default.
+type Config struct {
+	// PushInterval is the period of a client's ticks (default 5s); Disabled
+	// turns ticks off.
+	PushInterval time.Duration
+	// PushText, when set, is carried by every tick as "text".
+	PushText string
+	// PingInterval is how often a client is sent a WebSocket ping (default
+	// 30s); Disabled turns pings off.
+	PingInterval time.Duration
+	// IdleTimeout closes a client from which nothing arrived for this long
+	// (default 75s); Disabled turns it off.
+	IdleTimeout time.Duration
+	// MaxUnsent caps a client's bytes written but not yet taken by its
+	// socket (default 256 KiB). Over it the client is dropped as slow.
+	MaxUnsent int
+	// Shards is the number of wheel shards (default GOMAXPROCS).
+	Shards int
+	// Resolution is the length of a wheel slot (default 10ms).
+	Resolution time.Duration
+	// CloseGrace is how long a client that was sent a close frame may take to
+	// close before its socket is closed (default 1s).
+	CloseGrace time.Duration
+}
+
+// Disabled, as a duration in Config, turns that feature off.
+const Disabled = time.Duration(-1)
+
+// Defaults.
+const (
+	DefaultPushInterval = 5 * time.Second
+	DefaultPingInterval = 30 * time.Second
+	DefaultIdleTimeout  = 75 * time.Second
+	DefaultMaxUnsent    = 256 << 10
+	DefaultResolution   = 10 * time.Millisecond
+	DefaultCloseGrace   = time.Second
+)
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.PushInterval, DefaultPushInterval)
+	def(&c.PingInterval, DefaultPingInterval)
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.Resolution, DefaultResolution)
+	def(&c.CloseGrace, DefaultCloseGrace)
+	if c.MaxUnsent <= 0 {
+		c.MaxUnsent = DefaultMaxUnsent
+	}
+	if c.Shards <= 0 {
+		c.Shards = runtime.GOMAXPROCS(0)
+	}
+	return c
+}
+
+// Hub is the set of connected clients. Create it with New.
+type Hub struct {
+	cfg     Config
+	m       *metrics.Metrics
+	shards  []*shard
+	next    atomic.Uint32 // round-robin shard choice
+	ids     atomic.Uint64
+	clients atomic.Int64
+	clock   atomic.Int64 // Unix ns, refreshed by the shards each wake-up
+
+	// visit schedule, derived from cfg
+	visitPeriod time.Duration
+	pushEvery   uint32 // push on every pushEvery-th visit; 0 = never
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	drain    atomic.Pointer[drainOrder]
+}
+
+// New returns a hub; m receives its figures.
+func New(cfg Config, m *metrics.Metrics) (*Hub, error) {
+	cfg = cfg.withDefaults()
+	h := &Hub{cfg: cfg, m: m, stop: make(chan struct{})}
+	if err := h.schedule(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	h.clock.Store(now.UnixNano())
+	slots := int(h.visitPeriod / cfg.Resolution)
+	slots = max(1, min(slots, 1<<16))
+	for i := 0; i < cfg.Shards; i++ {
+		// Offset the shards' phases so that they do not wake together.
+		start := now.Add(time.Duration(i) * h.visitPeriod / time.Duration(slots) / time.Duration(cfg.Shards))
+		w, err := wheel.New[*Client](h.visitPeriod, slots, start)
+		if err != nil {
+			return nil, fmt.Errorf("hub: %w", err)
+		}
+		h.shards = append(h.shards, &shard{h: h, wheel: w, buf: make([]byte, 0, 512)})
+	}
+	return h, nil
+}
+
+// schedule picks the wheel's period: the push interval, cut into as many
+// visits as keepalive needs to be checked often enough.
+func (h *Hub) schedule() error {
+	c := h.cfg
+	for name, d := range map[string]time.Duration{"push interval": c.PushInterval, "ping interval": c.PingInterval, "idle timeout": c.IdleTimeout} {
+		if d != Disabled && d < 10*time.Millisecond {
+			return fmt.Errorf("hub: %s %v is below 10ms", name, d)
+		}
+	}
+	if c.Resolution < time.Millisecond {
+		return fmt.Errorf("hub: resolution %v is below 1ms", c.Resolution)
+	}
+	// Keepalive is checked at least every keep: a third of the idle
+	// timeout, and no less often than pings are due.
+	keep := time.Duration(0)
+	if c.PingInterval != Disabled {
+		keep = c.PingInterval
+	}
+	if c.IdleTimeout != Disabled && (keep == 0 || c.IdleTimeout/3 < keep) {
+		keep = c.IdleTimeout / 3
+	}
+	switch {
+	case c.PushInterval == Disabled && keep == 0:
+		h.visitPeriod = time.Second
+	case c.PushInterval == Disabled:
+		h.visitPeriod = keep
+	default:
+		n := int64(1)
+		if keep > 0 && c.PushInterval > keep {
+			n = int64((c.PushInterval + keep - 1) / keep)
+		}
+		h.visitPeriod = c.PushInterval / time.Duration(n)
+		h.pushEvery = uint32(n)
+	}
+	if h.visitPeriod < c.Resolution {
+		h.cfg.Resolution = h.visitPeriod
+	}
+	return nil
+}
+
+// PushInterval returns the tick period, 0 when ticks are off.
+func (h *Hub) PushInterval() time.Duration {
+	if h.pushEvery == 0 {
+		return 0
+	}
+	return h.cfg.PushInterval
+}
+
+// Len returns the number of registered clients.
+func (h *Hub) Len() int64 { return h.clients.Load() }
+
+// Now returns the hub's coarse clock (refreshed every slot) in Unix ns.
+func (h *Hub) Now() int64 { return h.clock.Load() }
+
+// NewClient returns a client for conn with a fresh id; it is not yet
+// registered, so nothing but the caller writes to it.
+func (h *Hub) NewClient(conn Conn) *Client {
+	c := &Client{conn: conn, h: h, id: h.ids.Add(1)}
+	c.lastRead.Store(h.Now())
+	return c
+}
+
+// Register puts c on a shard; its first tick comes within one push interval.
+func (h *Hub) Register(c *Client) {
+	s := h.shards[int(h.next.Add(1))%len(h.shards)]
+	c.shard = s
+	h.clients.Add(1)
+	h.m.Accepted.Inc()
+	s.mu.Lock()
+	s.adds = append(s.adds, c)
+	s.mu.Unlock()
+}
+
+// Unregister takes c off its shard once its socket has closed, and counts
+// the close under the reason c recorded (ClosedByClient if none).
+func (h *Hub) Unregister(c *Client) {
+	if c.shard == nil || c.state.Swap(stateClosed) == stateClosed {
+		return
+	}
+	h.clients.Add(-1)
+	reason := metrics.ClosedByClient
+	if r := c.reason.Load(); r != nil {
+		reason = *r
+	}
+	h.m.Closed(reason)
+	s := c.shard
+	s.mu.Lock()
+	s.dels = append(s.dels, c)
+	s.mu.Unlock()
+}
+
+// Run drives the shards until Stop; it returns once every shard goroutine
+// has exited.
+func (h *Hub) Run() {
+	var wg sync.WaitGroup
+	for _, s := range h.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(h.stop)
+		}()
+	}
+	wg.Wait()
+}
+
+// Stop ends Run. Clients are left as they are.
+func (h *Hub) Stop() { h.stopOnce.Do(func() { close(h.stop) }) }
+
+type drainOrder struct {
+	perShard float64 // closes per second per shard
+	code     uint16
+	reason   string
+}
+
+// Drain sends every client a close frame with code and reason at about rate
+// closes per second (so that a restart does not cause a reconnect storm) and
+// waits until no client is left or ctx ends. Clients that do not answer the
+// close are closed after the close grace.
+func (h *Hub) Drain(ctx context.Context, rate int, code uint16, reason string) error {
+	if rate <= 0 {
+		rate = 10_000
+	}
+	h.drain.Store(&drainOrder{perShard: float64(rate) / float64(len(h.shards)), code: code, reason: reason})
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for h.clients.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hub: drain: %d clients left: %w", h.clients.Load(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package hub
+
+import (
+	"sync"
+	"time"
+
+	"wspush/server/internal/metrics"
+	"wspush/server/internal/wheel"
+	"wspush/server/wire"
+)
+
+const (
+	metricsSlow       = metrics.ClosedSlow
+	metricsWriteError = metrics.ClosedWriteError
+)
+
+var pingFrame = []byte{0x80 | wire.OpPing, 0}
+
+type closing struct {
+	c  *Client
+	at int64 // Unix ns after which the socket is closed
+}
+
+// shard is one wheel and the goroutine that drives it.
+type shard struct {
+	h *Hub
+
+	mu     sync.Mutex // guards adds, dels and closes
+	adds   []*Client
+	dels   []*Client
+	closes []closing
+
+	// Owned by the shard goroutine.
+	wheel   *wheel.Wheel[*Client]
+	buf     []byte    // scratch for encoding frames
+	closing []closing // close deadlines, in order
+	spare   [3][]*Client
+	drained []*Client // clients left to drain, during Drain
+	drainOn bool
+	credit  float64
+	last    time.Time
+
+	// per-slot counts, flushed to metrics once per slot
+	pushes, frames, bytes uint64
+}
+
+func (s *shard) run(stop <-chan struct{}) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if d := time.Until(s.wheel.NextDue()); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-stop:
+				return
+			case <-timer.C:
+			}
+		} else {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+		s.step(time.Now())
+	}
+}
+
+// step is one wake-up: apply what other goroutines queued, visit every due
+// slot, then admit new clients (their first visit is a full slot away).
+func (s *shard) step(now time.Time) {
+	nowNs := now.UnixNano()
+	s.h.clock.Store(nowNs)
+
+	s.mu.Lock()
+	adds, dels, closes := s.adds, s.dels, s.closes
+	s.adds, s.dels, s.closes = s.spare[0][:0], s.spare[1][:0], nil
+	s.mu.Unlock()
+
+	for _, c := range dels {
+		s.wheel.Remove(c)
+	}
+	s.closing = append(s.closing, closes...)
+
+	visited := s.wheel.Advance(now, s.visit)
+	if visited > 1 {
+		s.h.m.SlotsBehind.Add(visited - 1)
+	}
+	for _, c := range adds {
+		if c.state.Load() == stateOpen {
+			_ = s.wheel.Add(c)
+			if s.drainOn {
+				s.drained = append(s.drained, c)
+			}
+		}
+	}
+	s.expireClosing(nowNs)
+	s.drainStep(now)
+
+	clear(adds)
+	clear(dels)
+	s.spare[0], s.spare[1] = adds, dels
+}
+
+// visit is called by the wheel for each due slot.
+func (s *shard) visit(due time.Time, clients []*Client) {
+	h := s.h
+	cfg := &h.cfg
+	dueNs := due.UnixNano()
+	now := h.Now()
+	for _, c := range clients {
+		if c.state.Load() != stateOpen {
+			continue
+		}
+		c.visits++
+		if h.pushEvery != 0 && c.visits%h.pushEvery == 0 {
+			c.seq++
+			buf := wire.AppendTick(wire.BeginFrame(s.buf), c.seq, dueNs, cfg.PushText)
+			s.buf = buf
+			frame := wire.EndFrame(buf, wire.OpText)
+			if c.Send(frame) {
+				s.pushes++
+				s.frames++
+				s.bytes += uint64(len(frame))
+			}
+		}
+		if cfg.IdleTimeout != Disabled && now-c.lastRead.Load() > int64(cfg.IdleTimeout) {
+			c.CloseWith(wire.CloseGoingAway, "idle timeout", metrics.ClosedIdle)
+			continue
+		}
+		if cfg.PingInterval != Disabled && now-c.lastPing >= int64(cfg.PingInterval) {
+			if c.lastPing != 0 && c.Send(pingFrame) {
+				s.frames++
+				s.bytes += uint64(len(pingFrame))
+			}
+			c.lastPing = now
+		}
+	}
+	m := h.m
+	if s.pushes != 0 {
+		m.Pushes.Add(int(s.pushes))
+	}
+	if s.frames != 0 {
+		m.FramesOut.Add(int(s.frames))
+		m.BytesOut.Add(int(s.bytes))
+	}
+	s.pushes, s.frames, s.bytes = 0, 0, 0
+	if len(clients) > 0 {
+		m.TickLag.Update(time.Since(due).Seconds())
+	}
+}
+
+// expireClosing closes the sockets of clients that did not answer their
+// close frame in time.
+func (s *shard) expireClosing(now int64) {
+	i := 0
+	for ; i < len(s.closing) && s.closing[i].at <= now; i++ {
+		_ = s.closing[i].c.conn.Close()
+		s.closing[i] = closing{}
+	}
+	s.closing = s.closing[i:]
+	if len(s.closing) == 0 {
+		s.closing = nil
+	}
+}
+
+// drainStep closes this wake-up's share of clients while the hub drains.
+func (s *shard) drainStep(now time.Time) {
+	order := s.h.drain.Load()
+	if order == nil {
+		return
+	}
+	if !s.drainOn {
+		s.drainOn = true
+		s.last = now
+		s.wheel.Each(func(c *Client) { s.drained = append(s.drained, c) })
+		s.credit = 1
+	}
+	s.credit += now.Sub(s.last).Seconds() * order.perShard
+	s.last = now
+	for s.credit >= 1 && len(s.drained) > 0 {
+		c := s.drained[len(s.drained)-1]
+		s.drained[len(s.drained)-1] = nil
+		s.drained = s.drained[:len(s.drained)-1]
+		if c.state.Load() == stateOpen {
+			c.CloseWith(order.code, order.reason, metrics.ClosedShutdown)
+			s.credit--
+		}
+	}
+}

@@ -1,0 +1,168 @@
+// Package metrics holds a wspush server's counters, gauges and histograms,
+// and renders them as Prometheus text and as the JSON of /v1/stats.
+//
+// Every metric is safe for concurrent use (atomic counters from
+// github.com/VictoriaMetrics/metrics). Each Metrics has its own registry, so
+// several servers can live in one process (as they do in tests). Hot paths
+// should batch: count locally per slot or per message and Add once.
+package metrics
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	vm "github.com/VictoriaMetrics/metrics"
+)
+
+// Reasons a connection was closed, the label values of
+// wspush_connections_closed_total.
+const (
+	ClosedByClient   = "client"        // the client closed or the socket failed
+	ClosedIdle       = "idle"          // nothing arrived for the idle timeout
+	ClosedSlow       = "slow_consumer" // unsent bytes passed the cap
+	ClosedBadInput   = "bad_input"     // too many bad messages in a row
+	ClosedTooBig     = "too_big"       // a message over the size limit
+	ClosedProtocol   = "protocol"      // an RFC 6455 violation
+	ClosedShutdown   = "shutdown"      // drained on shutdown
+	ClosedWriteError = "write_error"   // a write to the socket failed
+)
+
+var closeReasons = []string{ClosedByClient, ClosedIdle, ClosedSlow, ClosedBadInput, ClosedTooBig, ClosedProtocol, ClosedShutdown, ClosedWriteError}
+
+// Reasons an upgrade was refused.
+const (
+	UpgradeMaxConns     = "max_conns"
+	UpgradeBadHandshake = "bad_handshake"
+	UpgradeShuttingDown = "shutting_down"
+)
+
+var upgradeReasons = []string{UpgradeMaxConns, UpgradeBadHandshake, UpgradeShuttingDown}
+
+// Metrics is one server's metric set.
+type Metrics struct {
+	set   *vm.Set
+	start time.Time
+
+	Accepted  *vm.Counter
+	closed    map[string]*vm.Counter
+	upgrade   map[string]*vm.Counter
+	FramesIn  *vm.Counter
+	BytesIn   *vm.Counter
+	FramesOut *vm.Counter
+	BytesOut  *vm.Counter
+	Pushes    *vm.Counter
+	BadInput  *vm.Counter // error frames sent for bad client messages
+	// TickLag is how late each wheel slot finished against its due time.
+	TickLag *vm.PrometheusHistogram
+	// SlotsBehind counts wheel slots visited late (more than one per wake-up).
+	SlotsBehind *vm.Counter
+}
+
+// New returns a metric set; conns reports the current connection count.
+func New(conns func() int64) *Metrics {
+	s := vm.NewSet()
+	m := &Metrics{
+		set:         s,
+		start:       time.Now(),
+		Accepted:    s.NewCounter("wspush_connections_accepted_total"),
+		closed:      map[string]*vm.Counter{},
+		upgrade:     map[string]*vm.Counter{},
+		FramesIn:    s.NewCounter("wspush_frames_in_total"),
+		BytesIn:     s.NewCounter("wspush_bytes_in_total"),
+		FramesOut:   s.NewCounter("wspush_frames_out_total"),
+		BytesOut:    s.NewCounter("wspush_bytes_out_total"),
+		Pushes:      s.NewCounter("wspush_pushes_total"),
+		BadInput:    s.NewCounter("wspush_bad_messages_total"),
+		TickLag:     s.NewPrometheusHistogramExt("wspush_tick_lag_seconds", lagBuckets),
+		SlotsBehind: s.NewCounter("wspush_wheel_slots_late_total"),
+	}
+	s.NewGauge("wspush_connections", func() float64 { return float64(conns()) })
+	for _, r := range closeReasons {
+		m.closed[r] = s.NewCounter(fmt.Sprintf(`wspush_connections_closed_total{reason=%q}`, r))
+	}
+	for _, r := range upgradeReasons {
+		m.upgrade[r] = s.NewCounter(fmt.Sprintf(`wspush_upgrade_failures_total{reason=%q}`, r))
+	}
+	return m
+}
+
+var lagBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// Closed counts a closed connection; reason is one of the Closed* values.
+func (m *Metrics) Closed(reason string) {
+	if c, ok := m.closed[reason]; ok {
+		c.Inc()
+	}
+}
+
+// ClosedCount returns the connections closed for reason.
+func (m *Metrics) ClosedCount(reason string) uint64 {
+	if c, ok := m.closed[reason]; ok {
+		return c.Get()
+	}
+	return 0
+}
+
+// UpgradeFailed counts a refused upgrade; reason is one of the Upgrade* values.
+func (m *Metrics) UpgradeFailed(reason string) {
+	if c, ok := m.upgrade[reason]; ok {
+		c.Inc()
+	}
+}
+
+// WritePrometheus writes every metric, and the process's, as Prometheus text.
+func (m *Metrics) WritePrometheus(w io.Writer) {
+	m.set.WritePrometheus(w)
+	vm.WriteProcessMetrics(w)
+}
+
+// Stats is the JSON document of /v1/stats.
+type Stats struct {
+	UptimeSeconds     float64           `json:"uptime_seconds"`
+	Connections       int64             `json:"connections"`
+	Accepted          uint64            `json:"accepted"`
+	Closed            map[string]uint64 `json:"closed"`
+	UpgradeFailures   map[string]uint64 `json:"upgrade_failures"`
+	SlowConsumerDrops uint64            `json:"slow_consumer_drops"`
+	Pushes            uint64            `json:"pushes"`
+	FramesIn          uint64            `json:"frames_in"`
+	BytesIn           uint64            `json:"bytes_in"`
+	FramesOut         uint64            `json:"frames_out"`
+	BytesOut          uint64            `json:"bytes_out"`
+	BadMessages       uint64            `json:"bad_messages"`
+	WheelSlotsLate    uint64            `json:"wheel_slots_late"`
+	Goroutines        int               `json:"goroutines"`
+	HeapBytes         uint64            `json:"heap_bytes"`
+}
+
+// Snapshot returns the current figures; conns is the connection count.
+func (m *Metrics) Snapshot(conns int64) Stats {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st := Stats{
+		UptimeSeconds:     time.Since(m.start).Seconds(),
+		Connections:       conns,
+		Accepted:          m.Accepted.Get(),
+		Closed:            map[string]uint64{},
+		UpgradeFailures:   map[string]uint64{},
+		SlowConsumerDrops: m.closed[ClosedSlow].Get(),
+		Pushes:            m.Pushes.Get(),
+		FramesIn:          m.FramesIn.Get(),
+		BytesIn:           m.BytesIn.Get(),
+		FramesOut:         m.FramesOut.Get(),
+		BytesOut:          m.BytesOut.Get(),
+		BadMessages:       m.BadInput.Get(),
+		WheelSlotsLate:    m.SlotsBehind.Get(),
+		Goroutines:        runtime.NumGoroutine(),
+		HeapBytes:         ms.HeapAlloc,
+	}
+	for r, c := range m.closed {
+		st.Closed[r] = c.Get()
+	}
+	for r, c := range m.upgrade {
+		st.UpgradeFailures[r] = c.Get()
+	}
+	return st
+}
