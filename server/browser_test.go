@@ -1,0 +1,333 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"wspush/server/internal/gateway"
+)
+
+// TestBrowserDemoPage loads the demo page from an in-process server into a
+// real headless Chromium and checks what a user sees: the welcome, pushes
+// arriving live, and a ping typed into the box answered by a pong. It skips
+// only when no chromium is installed; .ci/run installs one.
+//
+// Set WSPUSH_SCREENSHOT=/some/file.png to keep a screenshot of the page.
+func TestBrowserDemoPage(t *testing.T) {
+	chromium := findChromium(t)
+	begin := time.Now()
+
+	// The server: fast pushes so that two arrive quickly, and a short
+	// shutdown. The environment is ignored so that WSPUSH_* variables of
+	// the shell cannot change what the page shows.
+	cfg, err := parseConfig([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-push-interval", "200ms"},
+		func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ShutdownTimeout = 2 * time.Second
+	n, err := start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.shutdown(cfg) }) // runs last, after the browser is gone
+	pageURL := "http://" + n.gw.Addr().String() + "/"
+
+	// The browser: a fresh profile, and nothing that talks to the network
+	// by itself. Every step below runs under root, so a hung browser
+	// cannot make the test outlive its budget.
+	profile := t.TempDir()
+	var chromeOut lockedBuffer
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox, // we may run as root, where the sandbox refuses to start
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		// Resolve no host name at all: the page is on an IP literal, so
+		// only loopback traffic is possible.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(900, 700),
+		chromedp.CombinedOutput(&chromeOut),
+	)
+	root, cancelRoot := context.WithTimeout(context.Background(), 25*time.Second)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root, opts...)
+	ctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		// Close the browser gracefully so that it takes its helper
+		// processes down, then make sure that none is left.
+		closeCtx, cancelClose := context.WithTimeout(ctx, 5*time.Second)
+		if err := chromedp.Cancel(closeCtx); err != nil {
+			t.Logf("closing chromium: %v", err)
+		}
+		cancelClose()
+		cancelBrowser()
+		cancelAlloc()
+		cancelRoot()
+		ensureNoChromiumLeft(t, profile)
+	})
+	console := func() []chromedp.ConsoleMessage { return nil }
+	failed := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf(format, args...)
+		t.Logf("page state:\n%s", pageState(ctx))
+		for _, m := range console() {
+			t.Logf("console %s at %s:%d: %s", m.Type, m.URL, m.Line+1, m.Text)
+		}
+		t.Logf("chromium output:\n%s", chromeOut.String())
+		saveScreenshot(t, ctx)
+		t.FailNow()
+	}
+
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v\nchromium output:\n%s", chromium, err, chromeOut.String())
+	}
+	console = collectConsole(ctx)
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL)); err != nil {
+		failed("loading %s: %v", pageURL, err)
+	}
+	t.Logf("page loaded from %s after %v", pageURL, time.Since(begin).Round(time.Millisecond))
+
+	// The welcome, then at least two pushes, each shown as it arrives.
+	welcome, err := chromedp.Run(ctx, chromedp.PollFunction[string](`(want) => {
+		const li = document.querySelector("#log li.welcome");
+		return li && li.textContent.includes(want) ? li.textContent : "";
+	}`, chromedp.WithPollingArgs(gateway.DefaultWelcome), pollEvery, chromedp.WithPollingTimeout(5*time.Second)))
+	if err != nil {
+		failed("no li.welcome with %q on the page: %v", gateway.DefaultWelcome, err)
+	}
+	t.Logf("welcome shown: %s", strings.TrimSpace(welcome))
+
+	ticks, err := chromedp.Run(ctx, chromedp.Poll[int](`(() => {
+		const n = parseInt(document.getElementById("ticks").textContent, 10);
+		return n >= 2 && document.querySelectorAll("#log li.tick").length >= 2 ? n : 0;
+	})()`, pollEvery, chromedp.WithPollingTimeout(5*time.Second)))
+	if err != nil {
+		failed("#ticks did not reach 2 with one push every 200ms: %v", err)
+	}
+	t.Logf("pushes counted in #ticks: %d", ticks)
+
+	// A ping typed into the box and sent with the button, answered live.
+	id := "browser-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	ping := fmt.Sprintf(`{"type":"ping","id":%q}`, id)
+	if err := chromedp.Do(ctx,
+		chromedp.Clear(chromedp.ID("msg")),
+		chromedp.SendKeys(chromedp.ID("msg"), ping),
+		chromedp.Click(chromedp.CSS(`#send button[type="submit"]`)),
+	); err != nil {
+		failed("typing %s into #msg and submitting: %v", ping, err)
+	}
+	pong, err := chromedp.Run(ctx, chromedp.PollFunction[string](`(id) => {
+		for (const li of document.querySelectorAll("#log li.pong")) {
+			if (li.textContent.includes(JSON.stringify(id))) return li.textContent;
+		}
+		return "";
+	}`, chromedp.WithPollingArgs(id), pollEvery, chromedp.WithPollingTimeout(5*time.Second)))
+	if err != nil {
+		failed("no li.pong with id %q after sending %s: %v", id, ping, err)
+	}
+	t.Logf("sent %s, pong shown: %s", ping, strings.TrimSpace(pong))
+
+	// Nothing went wrong on the way: no error entry in the log, still
+	// connected, and no exception or error in the console.
+	check, err := chromedp.Run(ctx, chromedp.Evaluate[struct {
+		Errors []string `json:"errors"`
+		Status string   `json:"status"`
+	}](`({
+		errors: [...document.querySelectorAll("#log li.error")].map(li => li.textContent),
+		status: document.getElementById("status").className,
+	})`))
+	if err != nil {
+		failed("reading the page: %v", err)
+	}
+	if len(check.Errors) > 0 {
+		failed("the page shows %d error entries: %q", len(check.Errors), check.Errors)
+	}
+	if check.Status != "open" {
+		failed("#status has class %q, want \"open\"", check.Status)
+	}
+	for _, m := range console() {
+		if m.IsException() || m.Type == chromedp.ConsoleError {
+			failed("console %s at %s:%d: %s", m.Type, m.URL, m.Line+1, m.Text)
+		}
+		t.Logf("console: %s", m)
+	}
+
+	saveScreenshot(t, ctx)
+	t.Logf("browser checks done in %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// pollEvery makes the polls run on a timer: a headless page may not draw
+// frames, so requestAnimationFrame polling is not reliable.
+var pollEvery = chromedp.WithPollingInterval(25 * time.Millisecond)
+
+// findChromium returns the browser to use: $CHROMIUM_PATH, else Debian's
+// /usr/bin/chromium, else chromium on PATH. It skips the test when there is
+// none.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CHROMIUM_PATH"); p != "" {
+		path, err := exec.LookPath(p)
+		if err != nil {
+			t.Fatalf("CHROMIUM_PATH=%q: %v", p, err)
+		}
+		return path
+	}
+	for _, p := range []string{"/usr/bin/chromium", "chromium"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	t.Skip("skipping the browser test: no chromium installed (looked for $CHROMIUM_PATH, /usr/bin/chromium and chromium on PATH); " +
+		"install it with `apt-get install chromium` as .ci/run does, or set CHROMIUM_PATH")
+	return ""
+}
+
+// collectConsole records the console of the page from now on, until ctx
+// ends. The func it returns gives the messages so far.
+func collectConsole(ctx context.Context) func() []chromedp.ConsoleMessage {
+	messages := chromedp.Console(ctx)
+	var (
+		mu  sync.Mutex
+		got []chromedp.ConsoleMessage
+	)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			got = append(got, m)
+			mu.Unlock()
+		}
+	}()
+	return func() []chromedp.ConsoleMessage {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+// pageState describes the page for a failure message: the status line and
+// the log, as a user sees them.
+func pageState(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : "(no body)"`))
+	if err != nil {
+		return "(cannot read the page: " + err.Error() + ")"
+	}
+	return s
+}
+
+// saveScreenshot saves what the browser shows to $WSPUSH_SCREENSHOT, or to
+// a file in a temporary directory.
+func saveScreenshot(t *testing.T, ctx context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Logf("no screenshot: %v", err)
+		return
+	}
+	path := os.Getenv("WSPUSH_SCREENSHOT")
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "demo.png")
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Errorf("saving the screenshot: %v", err)
+		return
+	}
+	t.Logf("screenshot: %s (%d bytes)", path, len(png))
+}
+
+// ensureNoChromiumLeft waits until no process runs with the profile
+// directory of this test, which Chromium passes to each of its helper
+// processes. It kills the ones still there after a grace period, and fails
+// the test, since the browser should take them down when it closes.
+func ensureNoChromiumLeft(t *testing.T, profile string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		pids := processesWithArg("--user-data-dir=" + profile)
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Errorf("chromium processes still running after the browser closed: %v (killed)", pids)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// processesWithArg returns the processes that have arg on their command line.
+func processesWithArg(arg string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for a := range bytes.SplitSeq(cmdline, []byte{0}) {
+			if string(a) == arg {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	return pids
+}
+
+// lockedBuffer is a bytes.Buffer that the browser's output goroutine and the
+// test can use at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
