@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"wspush/server/internal/admin"
+	"wspush/server/internal/bus"
 	"wspush/server/internal/gateway"
 	"wspush/server/internal/hub"
 )
@@ -18,6 +19,7 @@ import (
 type Config struct {
 	Gateway         gateway.Config
 	Hub             hub.Config
+	Bus             bus.Config
 	AdminAddr       string
 	DrainRate       int
 	ShutdownTimeout time.Duration
@@ -38,9 +40,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 		shutdownTimeout                     time.Duration
 		welcome, pushText, addr, adminAddr  string
 		maxConns, drainRate, maxBad, shards int
-		pollers                             int
-		reusePort                           bool
+		pollers, maxSubs, histSize, maxTop  int
+		reusePort, clientPub                bool
+		histTTL                             time.Duration
+		maxPub                              size
 	)
+	maxPub = bus.DefaultMaxDataBytes
 	maxWrite, maxMsg = hub.DefaultMaxUnsent, gateway.DefaultMaxMessageBytes
 	fs := flag.NewFlagSet("wspush", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // a bad flag is one line; -h prints the defaults
@@ -60,6 +65,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.DurationVar(&shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait for clients to leave on shutdown")
 	fs.IntVar(&shards, "shards", 0, "timing-wheel shards; 0 = one per core")
 	fs.IntVar(&pollers, "pollers", 0, "nbio poller goroutines; 0 = half the cores, at least 1")
+	fs.IntVar(&maxSubs, "max-subs", gateway.DefaultMaxSubs, "subscriptions per connection")
+	fs.BoolVar(&clientPub, "client-publish", false, "let clients publish with pub frames (publishers use the admin API otherwise)")
+	fs.IntVar(&histSize, "history-size", bus.DefaultHistorySize, "messages each topic keeps for resume")
+	fs.DurationVar(&histTTL, "history-ttl", bus.DefaultHistoryTTL, "how long a message stays in a topic's history")
+	fs.IntVar(&maxTop, "max-topics", bus.DefaultMaxTopics, "cap on the number of topics")
+	fs.Var(&maxPub, "max-publish-bytes", "largest published value (bytes, or with KiB/MiB)")
 	fs.StringVar(&c.Profile, "profile", "", "whole-run profile written on shutdown: "+strings.Join(profileModes, "|"))
 	fs.StringVar(&c.ProfileDir, "profile-dir", ".", "directory for -profile output")
 	if err := fs.Parse(args); err != nil {
@@ -94,7 +105,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 
 	c.AdminAddr, c.DrainRate, c.ShutdownTimeout = adminAddr, drainRate, shutdownTimeout
 	c.Gateway = gateway.Config{Addr: addr, ReusePort: reusePort, MaxConns: maxConns, MaxMessageBytes: int(maxMsg),
-		MaxBadMessages: maxBad, Welcome: welcome, Pollers: pollers}
+		MaxBadMessages: maxBad, Welcome: welcome, Pollers: pollers, MaxSubs: maxSubs, ClientPublish: clientPub}
+	c.Bus = bus.Config{HistorySize: histSize, HistoryTTL: histTTL, MaxTopics: maxTop, MaxDataBytes: int(maxPub)}
 	c.Hub = hub.Config{PushInterval: orDisabled(push), PushText: pushText, PingInterval: orDisabled(ping),
 		IdleTimeout: orDisabled(idle), MaxUnsent: int(maxWrite), Shards: shards}
 	return c, c.validate()
@@ -115,6 +127,12 @@ func (c Config) validate() error {
 	}
 	if c.Hub.MaxUnsent < 1024 {
 		errs = append(errs, fmt.Errorf("-max-write-buffer must be at least 1KiB"))
+	}
+	if c.Gateway.MaxSubs < 1 || c.Bus.HistorySize < 1 || c.Bus.MaxTopics < 1 {
+		errs = append(errs, fmt.Errorf("-max-subs, -history-size and -max-topics must be at least 1"))
+	}
+	if c.Bus.HistoryTTL <= 0 || c.Bus.MaxDataBytes < 1 {
+		errs = append(errs, fmt.Errorf("-history-ttl and -max-publish-bytes must be positive"))
 	}
 	if c.Gateway.MaxBadMessages < 1 {
 		errs = append(errs, fmt.Errorf("-max-bad-messages must be at least 1"))

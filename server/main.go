@@ -20,10 +20,12 @@ import (
 	"github.com/pkg/profile"
 
 	"wspush/server/internal/admin"
+	"wspush/server/internal/bus"
 	"wspush/server/internal/demo"
 	"wspush/server/internal/gateway"
 	"wspush/server/internal/hub"
 	"wspush/server/internal/metrics"
+	"wspush/server/internal/pubapi"
 	"wspush/server/wire"
 )
 
@@ -92,6 +94,7 @@ func profileMode(name string) func(*profile.Profile) {
 type node struct {
 	m        *metrics.Metrics
 	hub      *hub.Hub
+	bus      *bus.Bus
 	gw       *gateway.Gateway
 	admin    *admin.Server
 	hubDone  chan struct{}
@@ -114,10 +117,12 @@ func start(cfg Config) (*node, error) {
 	if maxUnsent <= 0 {
 		maxUnsent = hub.DefaultMaxUnsent
 	}
-	if n.gw, err = gateway.New(gcfg, h, n.m, maxUnsent); err != nil {
+	n.bus = bus.New(cfg.Bus, h)
+	if n.gw, err = gateway.New(gcfg, h, n.bus, n.m, maxUnsent); err != nil {
 		return nil, fmt.Errorf("wspush: %w", err)
 	}
 	n.admin = admin.New(n.m, h.Len, n.healthy)
+	pubapi.Register(n.admin, n.bus)
 	if err := n.admin.Listen(cfg.AdminAddr); err != nil {
 		return nil, fmt.Errorf("wspush: %w", err)
 	}
@@ -129,6 +134,7 @@ func start(cfg Config) (*node, error) {
 		defer close(n.hubDone)
 		h.Run()
 	}()
+	go n.bus.Run(time.Minute, n.hubDone)
 	go func() {
 		if err := n.admin.Serve(); err != nil {
 			n.adminErr <- err

@@ -81,9 +81,9 @@ func TestPingPongAndBadInputKeepTheConnection(t *testing.T) {
 		send(t, c, `{"type":"ping","id":"ok"}`) // ends the run of bad messages
 		nextOf(t, c, wire.TypePong, 2*time.Second)
 	}
-	send(t, c, `{"type":"sub","topic":"x"}`)
-	if m := nextOf(t, c, wire.TypeError, 2*time.Second); m.Code != wire.CodeNotImplemented {
-		t.Fatalf("sub: %+v", m)
+	send(t, c, `{"type":"pub","topic":"x","data":1}`)
+	if m := nextOf(t, c, wire.TypeError, 2*time.Second); m.Code != wire.CodeForbidden {
+		t.Fatalf("pub with -client-publish off: %+v", m)
 	}
 	if err := c.WriteMessage(websocket.BinaryMessage, []byte{1, 2, 3}); err != nil {
 		t.Fatal(err)

@@ -6,24 +6,41 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Message types of protocol v1.
 const (
-	TypeWelcome = "welcome" // server → client, always the first frame
-	TypeTick    = "tick"    // server → client, the periodic push
-	TypePing    = "ping"    // client → server
-	TypePong    = "pong"    // server → client, the answer to ping
-	TypeError   = "error"   // server → client
-	TypeSub     = "sub"     // client → server (reserved in v1)
-	TypeUnsub   = "unsub"   // client → server (reserved in v1)
-	TypePub     = "pub"     // client → server (reserved in v1)
+	TypeWelcome      = "welcome"      // server → client, always the first frame
+	TypeTick         = "tick"         // server → client, the periodic push
+	TypePing         = "ping"         // client → server
+	TypePong         = "pong"         // server → client, the answer to ping
+	TypeError        = "error"        // server → client
+	TypeSub          = "sub"          // client → server: subscribe to a topic
+	TypeSubscribed   = "subscribed"   // server → client: the answer to sub
+	TypeUnsub        = "unsub"        // client → server: unsubscribe
+	TypeUnsubscribed = "unsubscribed" // server → client: the answer to unsub
+	TypePub          = "pub"          // client → server: publish (when allowed)
+	TypePublished    = "published"    // server → client: the answer to pub
+	TypeMsg          = "msg"          // server → client: a published message
 )
+
+// Subscription modes.
+const (
+	ModeStream = "stream" // every message, in order, with history and resume
+	ModeLatest = "latest" // the newest value only, carried by the client's ticks
+)
+
+// BroadcastTopic is the topic of broadcast messages: every client gets
+// them, whatever it subscribed to.
+const BroadcastTopic = ""
 
 // Error codes carried by error frames.
 const (
-	CodeBadRequest     = "bad_request"
-	CodeNotImplemented = "not_implemented"
+	CodeBadRequest = "bad_request"
+	CodeForbidden  = "forbidden"  // e.g. pub while client publishing is off
+	CodeLimit      = "limit"      // e.g. more subscriptions than allowed
+	CodeOverloaded = "overloaded" // the server sheds a publish; retry later
 )
 
 // MaxIDBytes bounds the client's correlation id (its JSON text).
@@ -34,7 +51,16 @@ type ClientMsg struct {
 	Type string
 	// ID is the client's correlation id as JSON text (a string or a number),
 	// echoed verbatim in the reply; nil when absent.
-	ID []byte
+	ID    []byte
+	Topic string // sub, unsub, pub
+	Mode  string // sub: ModeStream (the default) or ModeLatest
+	// Since and Epoch (sub) ask for the messages after seq Since of the
+	// topic's history incarnation Epoch; HasSince tells whether Since was
+	// given.
+	Since    uint64
+	HasSince bool
+	Epoch    string
+	Data     []byte // pub: the JSON value to publish
 }
 
 // ProtocolError is a client frame the server refuses; Code and Reason go
@@ -51,8 +77,13 @@ func badRequest(format string, args ...any) error {
 }
 
 type clientFields struct {
-	Type *string         `json:"type"`
-	ID   json.RawMessage `json:"id"`
+	Type  *string         `json:"type"`
+	ID    json.RawMessage `json:"id"`
+	Topic *string         `json:"topic"`
+	Mode  string          `json:"mode"`
+	Since *uint64         `json:"since"`
+	Epoch string          `json:"epoch"`
+	Data  json.RawMessage `json:"data"`
 }
 
 // ParseClient decodes one client frame. Any input is accepted: a frame that
@@ -90,14 +121,68 @@ func ParseClient(b []byte) (ClientMsg, error) {
 	switch m.Type {
 	case TypePing:
 		if m.ID == nil {
-			return ClientMsg{}, badRequest("missing field \"id\"")
+			return m, badRequest("missing field \"id\"")
 		}
+		return m, nil
 	case TypeSub, TypeUnsub, TypePub:
-		return m, &ProtocolError{Code: CodeNotImplemented, Reason: "\"" + m.Type + "\" is reserved and not available in this version"}
 	default:
 		return m, badRequest("unknown type %q", truncate(m.Type, 32))
 	}
+	if f.Topic == nil {
+		return m, badRequest("missing field \"topic\"")
+	}
+	if err := ValidTopic(*f.Topic); err != nil {
+		return m, &ProtocolError{Code: CodeBadRequest, Reason: err.Error()}
+	}
+	m.Topic = *f.Topic
+	switch m.Type {
+	case TypeSub:
+		switch f.Mode {
+		case "", ModeStream:
+			m.Mode = ModeStream
+		case ModeLatest:
+			m.Mode = ModeLatest
+		default:
+			return m, badRequest("mode must be %q or %q", ModeStream, ModeLatest)
+		}
+		if f.Since != nil {
+			if f.Epoch == "" {
+				return m, badRequest("\"since\" needs the \"epoch\" it counts in")
+			}
+			m.Since, m.HasSince = *f.Since, true
+		}
+		if len(f.Epoch) > 64 {
+			return m, badRequest("field \"epoch\" is longer than 64 bytes")
+		}
+		m.Epoch = f.Epoch
+	case TypePub:
+		if len(f.Data) == 0 {
+			return m, badRequest("missing field \"data\"")
+		}
+		m.Data = f.Data
+	}
 	return m, nil
+}
+
+// MaxTopicBytes bounds a topic name.
+const MaxTopicBytes = 128
+
+// ValidTopic reports whether name is a valid topic: 1 to 128 bytes of
+// letters, digits and . _ - : / @
+func ValidTopic(name string) error {
+	if name == "" {
+		return errors.New("topic must not be empty")
+	}
+	if len(name) > MaxTopicBytes {
+		return fmt.Errorf("topic is longer than %d bytes", MaxTopicBytes)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._-:/@", c) >= 0) {
+			return fmt.Errorf("topic has a character outside letters, digits and . _ - : / @ at byte %d", i)
+		}
+	}
+	return nil
 }
 
 func truncate(s string, n int) string {
@@ -122,6 +207,14 @@ func AppendWelcome(dst []byte, id string, intervalMS int64, text string) []byte 
 // (1, 2, 3, …), due the intended send time in Unix nanoseconds; text is
 // left out when empty.
 func AppendTick(dst []byte, seq uint64, due int64, text string) []byte {
+	return append(AppendTickOpen(dst, seq, due, text), '}')
+}
+
+// AppendTickOpen appends a tick payload without its closing brace, so that
+// the caller can add the "topics" of latest-mode subscriptions:
+// AppendTickOpen, then `,"topics":{` and LatestEntry values joined by
+// commas, then `}}`.
+func AppendTickOpen(dst []byte, seq uint64, due int64, text string) []byte {
 	dst = append(dst, `{"type":"tick","seq":`...)
 	dst = strconv.AppendUint(dst, seq, 10)
 	dst = append(dst, `,"due":`...)
@@ -129,6 +222,76 @@ func AppendTick(dst []byte, seq uint64, due int64, text string) []byte {
 	if text != "" {
 		dst = append(dst, `,"text":`...)
 		dst = AppendString(dst, text)
+	}
+	return dst
+}
+
+// AppendLatestEntry appends one member of a tick's "topics" object:
+// "topic":{"seq":N,"data":DATA}.
+func AppendLatestEntry(dst []byte, topic string, seq uint64, data []byte) []byte {
+	dst = AppendString(dst, topic)
+	dst = append(dst, `:{"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, data...)
+	return append(dst, '}')
+}
+
+// AppendMsg appends a published message: seq is the topic's sequence
+// number, ts when the server accepted the publish (Unix ns), data the
+// published JSON value.
+func AppendMsg(dst []byte, topic string, seq uint64, ts int64, data []byte) []byte {
+	dst = append(dst, `{"type":"msg","topic":`...)
+	dst = AppendString(dst, topic)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	dst = append(dst, `,"data":`...)
+	dst = append(dst, data...)
+	return append(dst, '}')
+}
+
+// AppendSubscribed appends the answer to sub: seq is the topic's last
+// sequence number when the subscription began (what follows starts at
+// seq+1, after any replay), epoch its history incarnation. historyGone
+// says that the history could not cover the requested since: messages
+// were lost.
+func AppendSubscribed(dst []byte, topic, mode string, seq uint64, epoch string, historyGone bool, id []byte) []byte {
+	dst = append(dst, `{"type":"subscribed","topic":`...)
+	dst = AppendString(dst, topic)
+	dst = append(dst, `,"mode":`...)
+	dst = AppendString(dst, mode)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"epoch":`...)
+	dst = AppendString(dst, epoch)
+	if historyGone {
+		dst = append(dst, `,"history_gone":true`...)
+	}
+	return appendID(dst, id)
+}
+
+// AppendUnsubscribed appends the answer to unsub.
+func AppendUnsubscribed(dst []byte, topic string, id []byte) []byte {
+	dst = append(dst, `{"type":"unsubscribed","topic":`...)
+	dst = AppendString(dst, topic)
+	return appendID(dst, id)
+}
+
+// AppendPublished appends the answer to a client's pub.
+func AppendPublished(dst []byte, topic string, seq uint64, id []byte) []byte {
+	dst = append(dst, `{"type":"published","topic":`...)
+	dst = AppendString(dst, topic)
+	dst = append(dst, `,"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	return appendID(dst, id)
+}
+
+func appendID(dst, id []byte) []byte {
+	if id != nil {
+		dst = append(dst, `,"id":`...)
+		dst = append(dst, id...)
 	}
 	return append(dst, '}')
 }

@@ -19,6 +19,21 @@ type ServerMsg struct {
 	Due        int64           `json:"due,omitempty"`
 	Code       string          `json:"code,omitempty"`
 	Reason     string          `json:"reason,omitempty"`
+	// Topics (msg, subscribed, unsubscribed, published, and ticks that
+	// carry latest values).
+	Topic       string                 `json:"topic,omitempty"`
+	Mode        string                 `json:"mode,omitempty"`
+	Epoch       string                 `json:"epoch,omitempty"`
+	HistoryGone bool                   `json:"history_gone,omitempty"`
+	TS          int64                  `json:"ts,omitempty"`
+	Data        json.RawMessage        `json:"data,omitempty"`
+	Topics      map[string]LatestValue `json:"topics,omitempty"`
+}
+
+// LatestValue is a latest-mode topic's newest value, carried by a tick.
+type LatestValue struct {
+	Seq  uint64          `json:"seq"`
+	Data json.RawMessage `json:"data"`
 }
 
 var tickPrefix = []byte(`{"type":"tick","seq":`)

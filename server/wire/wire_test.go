@@ -44,7 +44,19 @@ func TestCloseFrame(t *testing.T) {
 }
 
 func TestEncodersProduceValidJSON(t *testing.T) {
+	tick := AppendTickOpen(nil, 3, 4, "")
+	tick = append(tick, `,"topics":{`...)
+	tick = AppendLatestEntry(tick, "a", 1, []byte(`{"x":1}`))
+	tick = append(tick, ',')
+	tick = AppendLatestEntry(tick, "b/c", 9, []byte(`[1]`))
+	tick = append(tick, "}}"...)
 	for _, b := range [][]byte{
+		tick,
+		AppendMsg(nil, "prices/EURUSD", 7, 8, []byte(`{"bid":1.1}`)),
+		AppendSubscribed(nil, "t", ModeStream, 5, "e1", true, []byte(`"s1"`)),
+		AppendSubscribed(nil, "t", ModeLatest, 0, "e1", false, nil),
+		AppendUnsubscribed(nil, "t", nil),
+		AppendPublished(nil, "t", 3, []byte("1")),
 		AppendWelcome(nil, "c1", 5000, "Welcome to the server!"),
 		AppendTick(nil, 1, 1_700_000_000_000_000_000, ""),
 		AppendTick(nil, 2, -5, "with \"text\" <b>\n"),
@@ -102,7 +114,13 @@ func TestParseClient(t *testing.T) {
 		`{"type":"ping","id":"` + strings.Repeat("x", 200) + `"}`: "longer than",
 		`{"type":"ping","id":null}`:                               `missing field "id"`,
 		`{"type":["x"]}`:                                          `"type" has the wrong type`,
-		`{"type":"pub"}`:                                          "reserved",
+		`{"type":"pub"}`:                                          `missing field "topic"`,
+		`{"type":"pub","topic":"a"}`:                              `missing field "data"`,
+		`{"type":"sub","topic":""}`:                               "must not be empty",
+		`{"type":"sub","topic":"a b"}`:                            "character outside",
+		`{"type":"sub","topic":"a","mode":"fast"}`:                "mode must be",
+		`{"type":"sub","topic":"a","since":3}`:                    `needs the "epoch"`,
+		`{"type":"sub","topic":"a","since":-1,"epoch":"e"}`:       `"since" has the wrong type`,
 	} {
 		_, err := ParseClient([]byte(in))
 		var pe *ProtocolError
@@ -125,12 +143,30 @@ func FuzzParseClient(f *testing.F) {
 			}
 			return
 		}
-		if m.Type != TypePing || m.ID == nil || len(m.ID) > MaxIDBytes {
+		if len(m.ID) > MaxIDBytes {
+			t.Fatalf("accepted a long id: %+v", m)
+		}
+		switch m.Type {
+		case TypePing:
+			if m.ID == nil {
+				t.Fatalf("accepted a ping without id: %+v", m)
+			}
+		case TypeSub, TypeUnsub, TypePub:
+			if ValidTopic(m.Topic) != nil {
+				t.Fatalf("accepted topic %q", m.Topic)
+			}
+			if m.Type == TypeSub && m.Mode != ModeStream && m.Mode != ModeLatest {
+				t.Fatalf("accepted mode %q", m.Mode)
+			}
+			if m.Type == TypePub && !json.Valid(m.Data) {
+				t.Fatalf("accepted data %q", m.Data)
+			}
+		default:
 			t.Fatalf("accepted %+v", m)
 		}
-		// What is accepted can be echoed: the pong is valid JSON.
-		if pong := AppendPong(nil, m.ID); !json.Valid(pong) {
-			t.Fatalf("pong %s is not JSON", pong)
+		// What is accepted can be echoed: the reply is valid JSON.
+		if reply := AppendUnsubscribed(nil, m.Topic, m.ID); !json.Valid(reply) {
+			t.Fatalf("reply %s is not JSON", reply)
 		}
 	})
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 
+	"wspush/server/internal/bus"
 	"wspush/server/internal/hub"
 	"wspush/server/internal/metrics"
 	"wspush/server/wire"
@@ -57,6 +58,18 @@ type Config struct {
 	Pollers int
 	// Page, when set, is served at "/" (the demo page).
 	Page http.Handler
+	// MaxSubs caps a client's subscriptions (default 64).
+	MaxSubs int
+	// ClientPublish lets clients publish with pub frames (off by default:
+	// publishers use the admin API).
+	ClientPublish bool
+}
+
+// Bus is what the gateway needs of the message bus.
+type Bus interface {
+	Publish(topic string, data []byte) (*bus.Message, error)
+	Subscribe(topic string, r bus.Resume, begin func(t *bus.Topic, s bus.Start)) error
+	Unsubscribe(t *bus.Topic, end func())
 }
 
 // Defaults.
@@ -65,6 +78,7 @@ const (
 	DefaultMaxMessageBytes = 4096
 	DefaultMaxBadMessages  = 10
 	DefaultWelcome         = "Welcome to the server!"
+	DefaultMaxSubs         = 64
 	// writeSlack is what nbio's own write cap allows beyond the hub's, so
 	// that a close frame still fits behind a full buffer.
 	writeSlack = 1024
@@ -74,6 +88,7 @@ const (
 type Gateway struct {
 	cfg      Config
 	hub      *hub.Hub
+	bus      Bus
 	m        *metrics.Metrics
 	engine   *nbhttp.Engine
 	ln       *listener
@@ -84,9 +99,9 @@ type Gateway struct {
 	bufs     sync.Pool     // *[]byte scratch for reply frames
 }
 
-// New returns a gateway for h; maxUnsent is the hub's per-client cap on
-// unsent bytes.
-func New(cfg Config, h *hub.Hub, m *metrics.Metrics, maxUnsent int) (*Gateway, error) {
+// New returns a gateway for h and b; maxUnsent is the hub's per-client cap
+// on unsent bytes.
+func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gateway, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
 	}
@@ -99,10 +114,13 @@ func New(cfg Config, h *hub.Hub, m *metrics.Metrics, maxUnsent int) (*Gateway, e
 	if cfg.Welcome == "" {
 		cfg.Welcome = DefaultWelcome
 	}
+	if cfg.MaxSubs <= 0 {
+		cfg.MaxSubs = DefaultMaxSubs
+	}
 	if cfg.MaxConns < 0 {
 		return nil, fmt.Errorf("gateway: max conns %d is negative", cfg.MaxConns)
 	}
-	g := &Gateway{cfg: cfg, hub: h, m: m}
+	g := &Gateway{cfg: cfg, hub: h, bus: b, m: m}
 	g.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	logging.SetLevel(logging.LevelError)
 
@@ -284,6 +302,12 @@ func (g *Gateway) onMessage(c *websocket.Conn, mt websocket.MessageType, data []
 	switch msg.Type {
 	case wire.TypePing:
 		g.reply(cl, func(b []byte) []byte { return wire.AppendPong(b, msg.ID) })
+	case wire.TypeSub:
+		g.subscribe(cl, &msg)
+	case wire.TypeUnsub:
+		g.unsubscribe(cl, &msg)
+	case wire.TypePub:
+		g.publish(cl, &msg)
 	}
 }
 
@@ -339,6 +363,10 @@ func (g *Gateway) onClose(c *websocket.Conn, err error) {
 		errors.Is(err, websocket.ErrInvalidCloseCode), errors.Is(err, websocket.ErrInvalidFragmentMessage):
 		cl.SetCloseReason(metrics.ClosedProtocol)
 	}
+	for _, sub := range cl.Subs {
+		g.bus.Unsubscribe(sub.Topic, func() { g.hub.Unsubscribe(cl, sub.Topic, sub.Latest, nil) })
+	}
+	cl.Subs = nil
 	g.hub.Unregister(cl)
 	g.reserved.Add(-1)
 }

@@ -31,9 +31,16 @@ type Client struct {
 	shard *shard // set by Register
 	id    uint64
 
-	seq      uint64 // ticks sent; owned by the shard goroutine
-	visits   uint32 // owned by the shard goroutine
-	lastPing int64  // Unix ns; owned by the shard goroutine
+	seq      uint64      // ticks sent; owned by the shard goroutine
+	visits   uint32      // owned by the shard goroutine
+	lastPing int64       // Unix ns; owned by the shard goroutine
+	streams  []streamPos // stream subscriptions; owned by the shard goroutine
+	latest   []latestSub // latest-mode subscriptions; owned by the shard goroutine
+
+	// Subs are the client's subscriptions by topic name, owned by the
+	// goroutine handling its messages (nbio runs those, and the close, one
+	// at a time per connection).
+	Subs map[string]Subscription
 
 	lastRead atomic.Int64 // Unix ns of the last inbound frame (coarse clock)
 	unsent   atomic.Int64 // bytes written but not yet taken by the socket

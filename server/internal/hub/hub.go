@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"wspush/server/internal/bus"
 	"wspush/server/internal/metrics"
 	"wspush/server/internal/wheel"
 )
@@ -59,6 +60,9 @@ type Config struct {
 	// CloseGrace is how long a client that was sent a close frame may take to
 	// close before its socket is closed (default 1s).
 	CloseGrace time.Duration
+	// MaxQueue caps the messages waiting in a shard's inbox (default
+	// 4096); over it publishes are refused as overloaded.
+	MaxQueue int
 }
 
 // Disabled, as a duration in Config, turns that feature off.
@@ -72,6 +76,7 @@ const (
 	DefaultMaxUnsent    = 256 << 10
 	DefaultResolution   = 10 * time.Millisecond
 	DefaultCloseGrace   = time.Second
+	DefaultMaxQueue     = 4096
 )
 
 func (c Config) withDefaults() Config {
@@ -87,6 +92,9 @@ func (c Config) withDefaults() Config {
 	def(&c.CloseGrace, DefaultCloseGrace)
 	if c.MaxUnsent <= 0 {
 		c.MaxUnsent = DefaultMaxUnsent
+	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = DefaultMaxQueue
 	}
 	if c.Shards <= 0 {
 		c.Shards = runtime.GOMAXPROCS(0)
@@ -107,6 +115,8 @@ type Hub struct {
 	// visit schedule, derived from cfg
 	visitPeriod time.Duration
 	pushEvery   uint32 // push on every pushEvery-th visit; 0 = never
+
+	fans sync.Map // *bus.Topic → *fanout; see topics.go
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -131,7 +141,8 @@ func New(cfg Config, m *metrics.Metrics) (*Hub, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hub: %w", err)
 		}
-		h.shards = append(h.shards, &shard{h: h, wheel: w, buf: make([]byte, 0, 512)})
+		h.shards = append(h.shards, &shard{h: h, idx: i, wheel: w, buf: make([]byte, 0, 512),
+			wake: make(chan struct{}, 1), streams: map[*bus.Topic][]*Client{}})
 	}
 	return h, nil
 }

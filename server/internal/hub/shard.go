@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"wspush/server/internal/bus"
 	"wspush/server/internal/metrics"
 	"wspush/server/internal/wheel"
 	"wspush/server/wire"
@@ -23,25 +24,31 @@ type closing struct {
 
 // shard is one wheel and the goroutine that drives it.
 type shard struct {
-	h *Hub
+	h    *Hub
+	idx  int
+	wake chan struct{} // signalled when the inbox gets an item
 
-	mu     sync.Mutex // guards adds, dels and closes
+	mu     sync.Mutex // guards adds, dels, closes, inbox and queued
 	adds   []*Client
 	dels   []*Client
 	closes []closing
+	inbox  []item
+	queued int // messages (not subscription changes) in inbox
 
 	// Owned by the shard goroutine.
 	wheel   *wheel.Wheel[*Client]
-	buf     []byte    // scratch for encoding frames
-	closing []closing // close deadlines, in order
+	streams map[*bus.Topic][]*Client // stream subscribers by topic
+	work    []item                   // the inbox being worked through
+	buf     []byte                   // scratch for encoding frames
+	closing []closing                // close deadlines, in order
 	spare   [3][]*Client
 	drained []*Client // clients left to drain, during Drain
 	drainOn bool
 	credit  float64
 	last    time.Time
 
-	// per-slot counts, flushed to metrics once per slot
-	pushes, frames, bytes uint64
+	// counts flushed to metrics once per slot or inbox
+	pushes, frames, bytes, delivered uint64
 }
 
 func (s *shard) run(stop <-chan struct{}) {
@@ -54,6 +61,7 @@ func (s *shard) run(stop <-chan struct{}) {
 			case <-stop:
 				return
 			case <-timer.C:
+			case <-s.wake:
 			}
 		} else {
 			select {
@@ -73,14 +81,21 @@ func (s *shard) step(now time.Time) {
 	s.h.clock.Store(nowNs)
 
 	s.mu.Lock()
-	adds, dels, closes := s.adds, s.dels, s.closes
-	s.adds, s.dels, s.closes = s.spare[0][:0], s.spare[1][:0], nil
+	adds, dels, closes, inbox := s.adds, s.dels, s.closes, s.inbox
+	s.adds, s.dels, s.closes, s.inbox = s.spare[0][:0], s.spare[1][:0], nil, s.work[:0]
+	s.queued = 0
 	s.mu.Unlock()
 
 	for _, c := range dels {
 		s.wheel.Remove(c)
 	}
 	s.closing = append(s.closing, closes...)
+	for i := range inbox {
+		s.handle(&inbox[i], adds)
+		inbox[i] = item{}
+	}
+	s.work = inbox
+	s.flush()
 
 	visited := s.wheel.Advance(now, s.visit)
 	if visited > 1 {
@@ -115,7 +130,12 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 		c.visits++
 		if h.pushEvery != 0 && c.visits%h.pushEvery == 0 {
 			c.seq++
-			buf := wire.AppendTick(wire.BeginFrame(s.buf), c.seq, dueNs, cfg.PushText)
+			buf := wire.AppendTickOpen(wire.BeginFrame(s.buf), c.seq, dueNs, cfg.PushText)
+			if len(c.latest) == 0 {
+				buf = append(buf, '}')
+			} else {
+				buf = appendLatest(buf, c)
+			}
 			s.buf = buf
 			frame := wire.EndFrame(buf, wire.OpText)
 			if c.Send(frame) {
@@ -136,7 +156,15 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 			c.lastPing = now
 		}
 	}
-	m := h.m
+	s.flush()
+	if len(clients) > 0 {
+		h.m.TickLag.Update(time.Since(due).Seconds())
+	}
+}
+
+// flush adds the shard's counts to the metrics.
+func (s *shard) flush() {
+	m := s.h.m
 	if s.pushes != 0 {
 		m.Pushes.Add(int(s.pushes))
 	}
@@ -144,10 +172,10 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 		m.FramesOut.Add(int(s.frames))
 		m.BytesOut.Add(int(s.bytes))
 	}
-	s.pushes, s.frames, s.bytes = 0, 0, 0
-	if len(clients) > 0 {
-		m.TickLag.Update(time.Since(due).Seconds())
+	if s.delivered != 0 {
+		m.Delivered.Add(int(s.delivered))
 	}
+	s.pushes, s.frames, s.bytes, s.delivered = 0, 0, 0, 0
 }
 
 // expireClosing closes the sockets of clients that did not answer their

@@ -53,6 +53,7 @@ type Metrics struct {
 	FramesOut *vm.Counter
 	BytesOut  *vm.Counter
 	Pushes    *vm.Counter
+	Delivered *vm.Counter // topic messages and broadcasts written to clients
 	BadInput  *vm.Counter // error frames sent for bad client messages
 	// TickLag is how late each wheel slot finished against its due time.
 	TickLag *vm.PrometheusHistogram
@@ -74,6 +75,7 @@ func New(conns func() int64) *Metrics {
 		FramesOut:   s.NewCounter("wspush_frames_out_total"),
 		BytesOut:    s.NewCounter("wspush_bytes_out_total"),
 		Pushes:      s.NewCounter("wspush_pushes_total"),
+		Delivered:   s.NewCounter("wspush_messages_delivered_total"),
 		BadInput:    s.NewCounter("wspush_bad_messages_total"),
 		TickLag:     s.NewPrometheusHistogramExt("wspush_tick_lag_seconds", lagBuckets),
 		SlotsBehind: s.NewCounter("wspush_wheel_slots_late_total"),
@@ -127,6 +129,7 @@ type Stats struct {
 	UpgradeFailures   map[string]uint64 `json:"upgrade_failures"`
 	SlowConsumerDrops uint64            `json:"slow_consumer_drops"`
 	Pushes            uint64            `json:"pushes"`
+	Delivered         uint64            `json:"messages_delivered"`
 	FramesIn          uint64            `json:"frames_in"`
 	BytesIn           uint64            `json:"bytes_in"`
 	FramesOut         uint64            `json:"frames_out"`
@@ -149,6 +152,7 @@ func (m *Metrics) Snapshot(conns int64) Stats {
 		UpgradeFailures:   map[string]uint64{},
 		SlowConsumerDrops: m.closed[ClosedSlow].Get(),
 		Pushes:            m.Pushes.Get(),
+		Delivered:         m.Delivered.Get(),
 		FramesIn:          m.FramesIn.Get(),
 		BytesIn:           m.BytesIn.Get(),
 		FramesOut:         m.FramesOut.Get(),

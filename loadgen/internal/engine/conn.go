@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+
+	"github.com/lesismal/nbio"
+)
+
+// Conn is one client connection. It is kept small: a pointer to nbio's
+// connection, two nil-most-of-the-time buffers and two small integers.
+// Scenario state lives in the scenario's own slice, indexed by Slot.
+type Conn struct {
+	nb       *nbio.Conn
+	rest     []byte // an incomplete frame carried to the next read
+	frag     []byte // a fragmented message being assembled
+	pending  []byte // frames written before the socket reached the poller
+	closeErr atomic.Pointer[errBox]
+	Slot     uint32 // the scenario's index for this connection
+	Shard    uint8  // poller index; per-shard accumulators are uncontended
+	fragging bool
+	early    bool // not registered yet: writes go to pending
+}
+
+type errBox struct{ err error }
+
+// CloseError is a close frame from the server.
+type CloseError struct {
+	Code   uint16
+	Reason string
+}
+
+func (e *CloseError) Error() string {
+	return fmt.Sprintf("engine: server closed with %d %q", e.Code, e.Reason)
+}
+
+// ErrProtocol is a frame the client cannot accept.
+var ErrProtocol = errors.New("engine: protocol error")
+
+const (
+	opCont   = 0x0
+	opText   = 0x1
+	opBinary = 0x2
+	opClose  = 0x8
+	opPing   = 0x9
+	opPong   = 0xA
+)
+
+// feed parses data (a read from the socket) into frames. It runs on the
+// connection's owner goroutine (dialer before registration, then poller).
+func (c *Conn) feed(data []byte, now int64, h Handler, maxMsg int) error {
+	if len(c.rest) > 0 {
+		c.rest = append(c.rest, data...)
+		data = c.rest
+	}
+	for len(data) > 0 {
+		n, err := c.frame(data, now, h, maxMsg)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		data = data[n:]
+	}
+	switch {
+	case len(data) == 0:
+		c.rest = nil
+	case len(data) > maxMsg+14:
+		return fmt.Errorf("%w: frame over %d bytes", ErrProtocol, maxMsg)
+	case len(c.rest) > 0 && &data[0] == &c.rest[len(c.rest)-len(data)]:
+		c.rest = append(c.rest[:0], data...) // overlapping copy is fine
+	default:
+		c.rest = append([]byte(nil), data...)
+	}
+	return nil
+}
+
+// frame handles the frame at the start of b and returns its length, or 0
+// when b holds only part of it.
+func (c *Conn) frame(b []byte, now int64, h Handler, maxMsg int) (int, error) {
+	if len(b) < 2 {
+		return 0, nil
+	}
+	fin, op := b[0]&0x80 != 0, b[0]&0x0F
+	if b[0]&0x70 != 0 {
+		return 0, fmt.Errorf("%w: reserved bits set", ErrProtocol)
+	}
+	if b[1]&0x80 != 0 {
+		return 0, fmt.Errorf("%w: masked server frame", ErrProtocol)
+	}
+	hdr, size := 2, uint64(b[1]&0x7F)
+	switch size {
+	case 126:
+		if len(b) < 4 {
+			return 0, nil
+		}
+		hdr, size = 4, uint64(binary.BigEndian.Uint16(b[2:]))
+	case 127:
+		if len(b) < 10 {
+			return 0, nil
+		}
+		hdr, size = 10, binary.BigEndian.Uint64(b[2:])
+	}
+	if size > uint64(maxMsg) {
+		return 0, fmt.Errorf("%w: frame of %d bytes", ErrProtocol, size)
+	}
+	end := hdr + int(size)
+	if len(b) < end {
+		return 0, nil
+	}
+	p := b[hdr:end]
+	switch op {
+	case opText, opBinary:
+		if c.fragging {
+			return 0, fmt.Errorf("%w: new message inside a fragmented one", ErrProtocol)
+		}
+		if fin {
+			h.OnMessage(c, p, now)
+		} else {
+			c.fragging = true
+			c.frag = append(c.frag[:0], p...)
+		}
+	case opCont:
+		if !c.fragging {
+			return 0, fmt.Errorf("%w: continuation without a start", ErrProtocol)
+		}
+		if len(c.frag)+len(p) > maxMsg {
+			return 0, fmt.Errorf("%w: message over %d bytes", ErrProtocol, maxMsg)
+		}
+		c.frag = append(c.frag, p...)
+		if fin {
+			msg := c.frag
+			c.frag, c.fragging = nil, false
+			h.OnMessage(c, msg, now)
+		}
+	case opPing:
+		if !fin || size > 125 {
+			return 0, fmt.Errorf("%w: bad ping", ErrProtocol)
+		}
+		_ = c.write(opPong, p)
+	case opPong:
+	case opClose:
+		ce := &CloseError{Code: 1005}
+		if len(p) >= 2 {
+			ce.Code = binary.BigEndian.Uint16(p)
+			ce.Reason = string(p[2:])
+		}
+		c.closeErr.CompareAndSwap(nil, &errBox{ce})
+		var reply [2]byte
+		binary.BigEndian.PutUint16(reply[:], 1000)
+		_ = c.write(opClose, reply[:])
+		return 0, ce
+	default:
+		return 0, fmt.Errorf("%w: opcode %d", ErrProtocol, op)
+	}
+	return end, nil
+}
+
+// WriteText sends one masked text frame. Safe from any goroutine.
+func (c *Conn) WriteText(payload []byte) error { return c.write(opText, payload) }
+
+func (c *Conn) write(op byte, payload []byte) error {
+	var stack [256]byte
+	n := len(payload)
+	buf := stack[:0]
+	if n+14 > len(stack) {
+		buf = make([]byte, 0, n+14)
+	}
+	switch {
+	case n < 126:
+		buf = append(buf, 0x80|op, 0x80|byte(n))
+	case n <= 0xFFFF:
+		buf = append(buf, 0x80|op, 0x80|126, byte(n>>8), byte(n))
+	default:
+		buf = append(buf, 0x80|op, 0x80|127)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(n))
+	}
+	// Masking keys only need to be unpredictable to intermediaries that a
+	// loopback load test does not have; math/rand is enough here.
+	var key [4]byte
+	binary.LittleEndian.PutUint32(key[:], rand.Uint32())
+	buf = append(buf, key[:]...)
+	off := len(buf)
+	buf = append(buf, payload...)
+	for i := range payload {
+		buf[off+i] ^= key[i&3]
+	}
+	if c.early {
+		c.pending = append(c.pending, buf...)
+		return nil
+	}
+	_, err := c.nb.Write(buf)
+	return err
+}
+
+// Close sends a normal close frame and closes the socket; OnClose follows
+// with err set to ErrClosedByClient.
+func (c *Conn) Close() {
+	c.closeErr.CompareAndSwap(nil, &errBox{ErrClosedByClient})
+	var p [2]byte
+	binary.BigEndian.PutUint16(p[:], 1000)
+	_ = c.write(opClose, p[:])
+	_ = c.nb.Close()
+}
+
+// ErrClosedByClient: wsload closed the connection itself.
+var ErrClosedByClient = errors.New("engine: closed by client")

@@ -1,0 +1,368 @@
+// Package engine is wsload's WebSocket client: it dials with the standard
+// library (so a connection can be bound to a chosen 127.0.0.x source
+// address), does the HTTP/1.1 upgrade itself, and then hands the socket to
+// an nbio poller. There is no goroutine per connection; frames are parsed
+// inline on the poller goroutine by a small client-side parser.
+//
+// Concurrency contract:
+//   - Dial runs on the caller's goroutine (a bounded dialer pool in
+//     wsload). It builds the Conn, feeds any frames that arrived together
+//     with the 101 response to the Handler, publishes the Conn (an atomic
+//     add on Engine.published) and only then registers the socket with the
+//     poller. Every callback loads Engine.published first, which gives the
+//     race detector (and the memory model) the happens-before edge that the
+//     epoll registration gives the hardware.
+//   - After registration a Conn's read side (Conn.rest, Conn.frag) is owned
+//     by the poller goroutine that serves its file descriptor; OnMessage is
+//     called there. Shard is fd % Pollers, which is exactly that poller's
+//     index, so per-shard accumulators in the scenario are uncontended.
+//   - OnClose runs once per registered Conn on nbio's executor, after the
+//     poller has stopped delivering data for it.
+//   - Writes (WriteText, Close) may be called from any goroutine; nbio.Conn
+//     serialises them with its own mutex.
+//   - Stop closes every connection and returns after all OnClose callbacks
+//     ran and the pollers exited; no goroutine of the engine outlives Stop.
+package engine
+
+import (
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/logging"
+)
+
+// Handler receives a connection's messages and its end.
+type Handler interface {
+	// OnMessage gets one complete text or binary message. payload is valid
+	// only during the call. now is the Unix-ns time the bytes were read.
+	OnMessage(c *Conn, payload []byte, now int64)
+	// OnClose is called once when a registered connection ends; err says
+	// why (a *CloseError when the server sent a close frame).
+	OnClose(c *Conn, err error)
+}
+
+// Config configures an Engine.
+type Config struct {
+	Pollers     int           // nbio poller goroutines; 0 = 1
+	DialTimeout time.Duration // TCP connect + upgrade; 0 = 10 s
+	Path        string        // request path, default "/ws"
+	Handler     Handler
+	// MaxMessage bounds an assembled message or partial frame; 0 = 1 MiB.
+	MaxMessage int
+	// PollerThread, if set, is called on the poller goroutine (locked to
+	// its OS thread) with the poller's index before each batch of data.
+	PollerThread func(poller int)
+}
+
+// Engine owns the nbio pollers of one wsload process.
+type Engine struct {
+	cfg       Config
+	nb        *nbio.Engine
+	published atomic.Uint64 // release/acquire edge between Dial and pollers
+	live      atomic.Int64  // registered, not yet closed
+}
+
+// New starts the pollers.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Handler == nil {
+		return nil, errors.New("engine: nil handler")
+	}
+	if cfg.Pollers <= 0 {
+		cfg.Pollers = 1
+	}
+	if cfg.Pollers > 255 {
+		cfg.Pollers = 255
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.Path == "" {
+		cfg.Path = "/ws"
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = 1 << 20
+	}
+	logging.SetLevel(logging.LevelNone)
+	e := &Engine{cfg: cfg}
+	e.nb = nbio.NewEngine(nbio.Config{
+		Name:           "wsload",
+		NPoller:        cfg.Pollers,
+		ReadBufferSize: 32 << 10,
+		LockPoller:     true, // one OS thread per poller: selfmon reads its CPU
+	})
+	e.nb.OnOpen(func(*nbio.Conn) {})
+	e.nb.OnData(e.onData)
+	e.nb.OnClose(e.onClose)
+	if err := e.nb.Start(); err != nil {
+		return nil, fmt.Errorf("engine: start pollers: %w", err)
+	}
+	return e, nil
+}
+
+// Pollers is the number of poller goroutines (and shards).
+func (e *Engine) Pollers() int { return e.cfg.Pollers }
+
+// Live is the number of registered connections not yet closed.
+func (e *Engine) Live() int64 { return e.live.Load() }
+
+// Stop closes all connections and stops the pollers.
+func (e *Engine) Stop() { e.nb.Stop() }
+
+func (e *Engine) onData(nc *nbio.Conn, data []byte) {
+	e.published.Load()
+	c, _ := nc.Session().(*Conn)
+	if c == nil {
+		return
+	}
+	if e.cfg.PollerThread != nil {
+		e.cfg.PollerThread(int(c.Shard))
+	}
+	now := time.Now().UnixNano()
+	if err := c.feed(data, now, e.cfg.Handler, e.cfg.MaxMessage); err != nil {
+		c.closeErr.CompareAndSwap(nil, &errBox{err})
+		_ = nc.Close()
+	}
+}
+
+func (e *Engine) onClose(nc *nbio.Conn, err error) {
+	e.published.Load()
+	c, _ := nc.Session().(*Conn)
+	if c == nil {
+		return
+	}
+	e.live.Add(-1)
+	if b := c.closeErr.Load(); b != nil {
+		err = b.err
+	}
+	e.cfg.Handler.OnClose(c, err)
+}
+
+// Target is where one connection goes and where it comes from.
+type Target struct {
+	Addr   string // host:port of the server
+	Host   string // Host header; Addr when empty
+	Source net.IP // local source address; nil = kernel's choice
+}
+
+// ErrBadHandshake: the server answered the upgrade with something other
+// than a valid 101.
+var ErrBadHandshake = errors.New("engine: bad handshake")
+
+// Dial connects, upgrades and registers one connection. slot is stored in
+// Conn.Slot for the Handler. On success it returns the time from the start
+// of the TCP connect to the parsed 101 response. Frames that arrived with
+// the response are delivered to OnMessage before Dial returns.
+func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
+	d := net.Dialer{Timeout: e.cfg.DialTimeout, Control: bindNoPort}
+	if t.Source != nil {
+		d.LocalAddr = &net.TCPAddr{IP: t.Source}
+	}
+	start := time.Now()
+	nc, err := d.Dial("tcp4", t.Addr)
+	if err != nil {
+		return nil, 0, err
+	}
+	_ = nc.SetDeadline(start.Add(e.cfg.DialTimeout))
+	host := t.Host
+	if host == "" {
+		host = t.Addr
+	}
+	rest, err := handshake(nc, host, e.cfg.Path)
+	if err != nil {
+		_ = nc.Close()
+		return nil, 0, err
+	}
+	elapsed := time.Since(start)
+	_ = nc.SetDeadline(time.Time{})
+	nb, err := nbio.NBConn(nc) // dups the fd and closes nc
+	if err != nil {
+		_ = nc.Close()
+		return nil, 0, fmt.Errorf("engine: hand socket to poller: %w", err)
+	}
+	c := &Conn{nb: nb, Slot: slot, Shard: uint8(nb.Hash() % e.cfg.Pollers), early: true}
+	nb.SetSession(c)
+	var feedErr error
+	if len(rest) > 0 {
+		feedErr = c.feed(rest, time.Now().UnixNano(), e.cfg.Handler, e.cfg.MaxMessage)
+		if feedErr != nil {
+			c.closeErr.CompareAndSwap(nil, &errBox{feedErr})
+		}
+	}
+	c.early = false
+	pending := c.pending
+	c.pending = nil
+	e.live.Add(1)
+	e.published.Add(1)
+	if _, err := e.nb.AddConn(nb); err != nil {
+		// addConn closed the socket; nbio calls onClose only for conns
+		// that reached the poller, so undo the count here.
+		e.live.Add(-1)
+		nb.SetSession(nil)
+		return nil, 0, fmt.Errorf("engine: register with poller: %w", err)
+	}
+	if len(pending) > 0 {
+		_, _ = nb.Write(pending)
+	}
+	if feedErr != nil {
+		// established, then ended by what came with the 101 (e.g. a close
+		// frame): OnClose reports it like any other disconnect.
+		_ = nb.Close()
+	}
+	return c, elapsed, nil
+}
+
+// bindNoPort sets IP_BIND_ADDRESS_NO_PORT so that a bound source address
+// gets its port at connect time, per destination, instead of at bind time
+// from one shared pool (which would cap a source at ~28k sockets in total).
+func bindNoPort(network, address string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+	})
+	if err != nil {
+		return err
+	}
+	_ = serr // not fatal: older kernels lack the option
+	return nil
+}
+
+const ipBindAddressNoPort = 24 // IP_BIND_ADDRESS_NO_PORT, linux/in.h
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+
+var acceptGUID = []byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+
+// handshake sends the upgrade request and reads the response headers. It
+// returns the bytes that followed the headers (the first frames).
+func handshake(nc net.Conn, host, path string) ([]byte, error) {
+	var raw [16]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, fmt.Errorf("engine: key: %w", err)
+	}
+	var key [24]byte
+	base64.StdEncoding.Encode(key[:], raw[:])
+	var req [512]byte
+	b := append(req[:0], "GET "...)
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, host...)
+	b = append(b, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "...)
+	b = append(b, key[:]...)
+	b = append(b, "\r\n\r\n"...)
+	if _, err := nc.Write(b); err != nil {
+		return nil, err
+	}
+	pb := bufPool.Get().(*[]byte)
+	defer bufPool.Put(pb)
+	buf := *pb
+	n := 0
+	for {
+		m, err := nc.Read(buf[n:])
+		n += m
+		if end := headerEnd(buf[:n]); end >= 0 {
+			if err := checkResponse(buf[:end], key[:]); err != nil {
+				return nil, err
+			}
+			if end == n {
+				return nil, nil
+			}
+			return append([]byte(nil), buf[end:n]...), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == len(buf) {
+			return nil, fmt.Errorf("%w: response headers over %d bytes", ErrBadHandshake, len(buf))
+		}
+	}
+}
+
+func headerEnd(b []byte) int {
+	for i := 3; i < len(b); i++ {
+		if b[i] == '\n' && b[i-1] == '\r' && b[i-2] == '\n' && b[i-3] == '\r' {
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// checkResponse wants "HTTP/1.1 101" and the right Sec-WebSocket-Accept.
+func checkResponse(h []byte, key []byte) error {
+	line, rest := cutLine(h)
+	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " {
+		return fmt.Errorf("%w: status line %q", ErrBadHandshake, clip(line))
+	}
+	if string(line[9:12]) != "101" {
+		return fmt.Errorf("%w: status %s", ErrBadHandshake, clip(line[9:]))
+	}
+	sum := sha1.Sum(append(append([]byte(nil), key...), acceptGUID...))
+	want := base64.StdEncoding.EncodeToString(sum[:])
+	for len(rest) > 0 {
+		line, rest = cutLine(rest)
+		name, val, ok := cutColon(line)
+		if ok && equalFold(name, "sec-websocket-accept") {
+			if string(val) != want {
+				return fmt.Errorf("%w: wrong Sec-WebSocket-Accept", ErrBadHandshake)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: no Sec-WebSocket-Accept", ErrBadHandshake)
+}
+
+func cutLine(b []byte) (line, rest []byte) {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '\r' && b[i+1] == '\n' {
+			return b[:i], b[i+2:]
+		}
+	}
+	return b, nil
+}
+
+func cutColon(line []byte) (name, val []byte, ok bool) {
+	for i, c := range line {
+		if c == ':' {
+			v := line[i+1:]
+			for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+				v = v[1:]
+			}
+			for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+				v = v[:len(v)-1]
+			}
+			return line[:i], v, true
+		}
+	}
+	return nil, nil, false
+}
+
+func equalFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func clip(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}

@@ -1,0 +1,223 @@
+// Package fakews is a scripted WebSocket server for wsload's self-check
+// tests: every connection gets the same script of frames (with known
+// delays, gaps, duplicates, reorders, a missing welcome, a disconnect), so a
+// test can assert that wsload reports exactly what was injected. It speaks
+// just enough HTTP/1.1 and RFC 6455 for that, on raw net.
+//
+// Concurrency: Serve runs an accept goroutine and one goroutine per
+// connection (fine for a test server); Close stops them all and waits.
+// Conns and Pings are atomics.
+package fakews
+
+import (
+	"bufio"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wspush/server/wire"
+)
+
+// Step is one action of the script.
+type Step struct {
+	Welcome bool          // send a welcome frame
+	Tick    uint64        // send a tick with this seq (0: none)
+	Late    time.Duration // the tick's due time is this long before now
+	Raw     []byte        // send these bytes as they are (a hand-made frame)
+	Split   bool          // write the tick one byte at a time
+	Close   uint16        // send a close frame with this code, then hang up
+	Hangup  bool          // close the TCP connection without a close frame
+	Pause   time.Duration // wait before the next step
+}
+
+// Server is a running fake server.
+type Server struct {
+	ln     net.Listener
+	script []Step
+	wg     sync.WaitGroup
+	mu     sync.Mutex // guards conns
+	conns  map[net.Conn]bool
+	Conns  atomic.Int64 // upgrades done
+	Pings  atomic.Int64 // pings answered
+}
+
+// Start listens on 127.0.0.1:0 and serves script to every connection.
+// After the script the connection stays open, answering pings, until the
+// client leaves or Close.
+func Start(script []Step) (*Server, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{ln: ln, script: script, conns: map[net.Conn]bool{}}
+	s.wg.Add(1)
+	go s.accept()
+	return s, nil
+}
+
+// URL is the ws:// URL of the server.
+func (s *Server) URL() string { return "ws://" + s.ln.Addr().String() + "/ws" }
+
+// Close stops the server and every connection.
+func (s *Server) Close() {
+	_ = s.ln.Close()
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns[c] = true
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serve(c)
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			_ = c.Close()
+		}()
+	}
+}
+
+func (s *Server) serve(c net.Conn) {
+	br := bufio.NewReader(c)
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return
+	}
+	sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
+	out := []byte(resp)
+	s.Conns.Add(1)
+	var wmu sync.Mutex // the ping answerer and the script both write
+	write := func(b []byte) bool {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_, err := c.Write(b)
+		return err == nil
+	}
+	// answer pings in the background
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.readLoop(br, write)
+	}()
+	for i, st := range s.script {
+		var frame []byte
+		switch {
+		case st.Welcome:
+			frame = wire.AppendFrame(nil, wire.OpText, wire.AppendWelcome(nil, "c", 1000, "hi"))
+		case st.Tick > 0:
+			due := time.Now().Add(-st.Late).UnixNano()
+			frame = wire.AppendFrame(nil, wire.OpText, wire.AppendTick(nil, st.Tick, due, ""))
+		case st.Raw != nil:
+			frame = st.Raw
+		case st.Close > 0:
+			frame = wire.AppendCloseFrame(nil, st.Close, "bye")
+		}
+		if i == 0 {
+			frame = append(out, frame...) // frames in the same write as the 101
+		}
+		if st.Split {
+			for j := range frame {
+				if !write(frame[j : j+1]) {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		} else if len(frame) > 0 && !write(frame) {
+			return
+		}
+		if st.Close > 0 || st.Hangup {
+			return
+		}
+		if st.Pause > 0 {
+			time.Sleep(st.Pause)
+		}
+	}
+	if len(s.script) == 0 {
+		write(out)
+	}
+	<-done
+}
+
+// readLoop answers client text pings {"type":"ping","id":X} with pongs and
+// returns when the client goes away.
+func (s *Server) readLoop(br *bufio.Reader, write func([]byte) bool) {
+	var hdr [14]byte
+	for {
+		if _, err := readFull(br, hdr[:2]); err != nil {
+			return
+		}
+		op, n := hdr[0]&0x0F, uint64(hdr[1]&0x7F)
+		switch n {
+		case 126:
+			if _, err := readFull(br, hdr[2:4]); err != nil {
+				return
+			}
+			n = uint64(binary.BigEndian.Uint16(hdr[2:4]))
+		case 127:
+			if _, err := readFull(br, hdr[2:10]); err != nil {
+				return
+			}
+			n = binary.BigEndian.Uint64(hdr[2:10])
+		}
+		var key [4]byte
+		if hdr[1]&0x80 != 0 {
+			if _, err := readFull(br, key[:]); err != nil {
+				return
+			}
+		}
+		if n > 1<<16 {
+			return
+		}
+		p := make([]byte, n)
+		if _, err := readFull(br, p); err != nil {
+			return
+		}
+		for i := range p {
+			p[i] ^= key[i&3]
+		}
+		if op == wire.OpClose {
+			return
+		}
+		if op == wire.OpText && strings.Contains(string(p), `"ping"`) {
+			m, err := wire.ParseClient(p)
+			if err == nil && m.Type == wire.TypePing {
+				s.Pings.Add(1)
+				write(wire.AppendFrame(nil, wire.OpText, wire.AppendPong(nil, m.ID)))
+			}
+		}
+	}
+}
+
+func readFull(br *bufio.Reader, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := br.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,181 @@
+// Package result is wsload's result.json: the versioned schema
+// ("wsload/v1", documented field by field in docs/loadgen.md), HdrHistogram
+// helpers, and the exact merge of several workers' results (histograms are
+// merged bucket by bucket, never by averaging percentiles).
+//
+// Concurrency: values here are plain data; a Hist is not safe for
+// concurrent use and is guarded by whoever owns it.
+package result
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Schema identifies this layout of result.json.
+const Schema = "wsload/v1"
+
+// Result is one run (or the merge of several worker processes' runs).
+type Result struct {
+	Schema   string    `json:"schema"`
+	Scenario string    `json:"scenario"`
+	Started  time.Time `json:"started"`
+	// DurationS is the measured wall time in seconds, ramp included.
+	DurationS float64 `json:"duration_s"`
+	Params    Params  `json:"params"`
+
+	ConnsTarget      int   `json:"conns_target"`
+	ConnsEstablished int64 `json:"conns_established"` // successful upgrades, reconnects included
+	ConnsPeak        int64 `json:"conns_peak"`        // most connections open at once
+	ConnsFinal       int64 `json:"conns_final"`       // open when the run ended
+
+	Messages       int64 `json:"messages"` // data messages received (ticks, msgs, pongs)
+	Welcomes       int64 `json:"welcomes"`
+	Gaps           int64 `json:"gaps"` // sequence numbers that never arrived
+	Duplicates     int64 `json:"duplicates"`
+	Reorders       int64 `json:"reorders"`
+	WelcomeMissing int64 `json:"welcome_missing"` // a data message came before the welcome
+	Sent           int64 `json:"sent"`            // pings (echo), publishes (publish), subs
+	Expected       int64 `json:"expected"`        // deliveries owed (publish, echo); 0 elsewhere
+	Lost           int64 `json:"lost"`            // expected but never received by the end
+
+	Errors      map[string]int64 `json:"errors"`      // failed connects and protocol trouble, by class
+	Disconnects map[string]int64 `json:"disconnects"` // established connections that ended early, by class
+
+	LagMS     Percentiles `json:"lag_ms"`     // receive − server's intended time
+	ConnectMS Percentiles `json:"connect_ms"` // TCP connect + upgrade
+	LagHist   string      `json:"lag_hist"`   // HdrHistogram V2, µs, base64
+	ConnHist  string      `json:"connect_hist"`
+
+	// TopicStats: per-topic sums behind Expected and Lost (publish, churn).
+	TopicStats []TopicStat `json:"topic_stats,omitempty"`
+
+	Series     []Second   `json:"series"`
+	Self       Self       `json:"self"`
+	Bottleneck Bottleneck `json:"bottleneck"`
+}
+
+// Params are the knobs of the run, for the record.
+type Params struct {
+	URL       string  `json:"url"`
+	Admin     string  `json:"admin,omitempty"`
+	Rate      float64 `json:"rate"`
+	Sources   int     `json:"sources"`
+	Procs     int     `json:"procs"`
+	Pollers   int     `json:"pollers"`
+	Topics    int     `json:"topics,omitempty"`
+	PubRate   float64 `json:"pub_rate,omitempty"`
+	PingRate  float64 `json:"ping_rate,omitempty"`
+	ChurnRate float64 `json:"churn_rate,omitempty"`
+	DurationS float64 `json:"hold_s"`
+}
+
+// Percentiles of a latency in milliseconds.
+type Percentiles struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p999"`
+	Max   float64 `json:"max"`
+	Mean  float64 `json:"mean"`
+}
+
+// Second is one point of the per-second series.
+type Second struct {
+	T        int     `json:"t"`        // seconds since start
+	Conns    int64   `json:"conns"`    // open at the end of the second
+	Connects int64   `json:"connects"` // upgrades completed in the second
+	Msgs     int64   `json:"msgs"`     // messages received in the second
+	Errors   int64   `json:"errors"`   // connect errors + disconnects in the second
+	Gaps     int64   `json:"gaps"`     // change of the missing count
+	LagP50   float64 `json:"lag_p50"`
+	LagP99   float64 `json:"lag_p99"`
+	LagMax   float64 `json:"lag_max"`
+	CPU      float64 `json:"cpu_cores"` // wsload's CPU, in cores
+	LagHist  string  `json:"lag_hist,omitempty"`
+}
+
+// Self is wsload's own cost.
+type Self struct {
+	CPUSeconds      float64 `json:"cpu_s"`
+	CPUAvgCores     float64 `json:"cpu_avg_cores"`
+	CPUPeakCores    float64 `json:"cpu_peak_cores"`
+	PollerBusyPeak  float64 `json:"poller_busy_peak"` // busiest poller thread, fraction of a core
+	RSSPeakBytes    int64   `json:"rss_peak_bytes"`
+	HeapBytes       int64   `json:"heap_bytes"` // Go heap in use at peak connections
+	RSSPerConn      float64 `json:"rss_per_conn_bytes"`
+	HeapPerConn     float64 `json:"heap_per_conn_bytes"`
+	CPUPerMsgUS     float64 `json:"cpu_per_msg_us"`
+	SchedDelayP99MS float64 `json:"sched_delay_p99_ms"` // lateness of a 10 ms timer
+	RampBehindMaxMS float64 `json:"ramp_behind_max_ms"` // worst lateness of the connect schedule
+	MachineCPUPeak  float64 `json:"machine_cpu_peak"`   // whole machine, fraction of all cores
+}
+
+// Bottleneck is wsload's judgement of itself.
+type Bottleneck struct {
+	WsloadBound bool     `json:"wsload_bound"`
+	Reasons     []string `json:"reasons"`
+	Summary     string   `json:"summary"`
+}
+
+// Load reads a result.json.
+func Load(path string) (*Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("result: %w", err)
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("result: %s: %w", path, err)
+	}
+	if r.Schema != Schema {
+		return nil, fmt.Errorf("result: %s: schema %q, want %q", path, r.Schema, Schema)
+	}
+	return &r, nil
+}
+
+// Save writes r as indented JSON.
+func Save(path string, r *Result) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("result: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("result: %w", err)
+	}
+	return nil
+}
+
+// TopicStat is one topic's bookkeeping in one process (publish, churn):
+// how many subscribers it has there, the sums of their highest and their
+// base (subscribed-at) sequence numbers, and the highest publish the
+// process saw acknowledged. Sums merge exactly across workers.
+type TopicStat struct {
+	Subs    int64  `json:"subs"`
+	SumMax  uint64 `json:"sum_max"`
+	SumBase uint64 `json:"sum_base"`
+	LastPub uint64 `json:"last_pub"`
+}
+
+// FinishTopics sets Expected (deliveries owed: every subscriber, every
+// message published after it subscribed) and Lost (holes plus the tail a
+// subscriber never got) from TopicStats.
+func (r *Result) FinishTopics() {
+	if len(r.TopicStats) == 0 {
+		return
+	}
+	var exp, tail int64
+	for _, t := range r.TopicStats {
+		owedTo := t.LastPub * uint64(t.Subs)
+		if owedTo > t.SumBase {
+			exp += int64(owedTo - t.SumBase)
+		}
+		if owedTo > t.SumMax {
+			tail += int64(owedTo - t.SumMax)
+		}
+	}
+	r.Expected, r.Lost = exp, r.Gaps+tail
+}

@@ -1,0 +1,83 @@
+package scenario
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Scenarios wsload knows.
+var Names = []string{"connect", "ticks", "publish", "churn", "echo"}
+
+// Config is one process's share of a run. The parent process fills it from
+// flags; a worker process receives it as JSON with Offset/Stride set.
+type Config struct {
+	Scenario string        `json:"scenario"`
+	URL      string        `json:"url"`     // comma list of ws:// URLs (port ranges allowed)
+	Admin    string        `json:"admin"`   // admin base URL for publish/churn
+	Sources  string        `json:"sources"` // -sources list
+	Conns    int           `json:"conns"`   // connections of this process
+	Rate     float64       `json:"rate"`    // connections per second of this process
+	Duration time.Duration `json:"duration"`
+	Grace    time.Duration `json:"grace"`   // wait for in-flight deliveries at the end
+	Timeout  time.Duration `json:"timeout"` // connect + upgrade
+	Path     string        `json:"-"`
+	Pollers  int           `json:"pollers"`
+	Dialers  int           `json:"dialers"`
+
+	Topics    int     `json:"topics"`
+	PubRate   float64 `json:"pub_rate"`   // publishes per second (whole run)
+	PingRate  float64 `json:"ping_rate"`  // pings per second of this process
+	ChurnRate float64 `json:"churn_rate"` // reconnects per second of this process
+
+	// Offset and Stride map local connection j to global number
+	// Offset+j*Stride (which picks its URL and source).
+	Offset int `json:"offset"`
+	Stride int `json:"stride"`
+	// Publisher: only one process publishes (publish, churn).
+	Publisher bool `json:"publisher"`
+	// StartAt lets workers start their ramps together.
+	StartAt time.Time `json:"start_at"`
+	// TotalConns and Procs are the whole run's, for the record.
+	TotalConns int `json:"total_conns"`
+	Procs      int `json:"procs"`
+}
+
+// Validate checks bounds so that every loop is bounded.
+func (c *Config) Validate() error {
+	known := false
+	for _, n := range Names {
+		known = known || n == c.Scenario
+	}
+	switch {
+	case !known:
+		return fmt.Errorf("scenario: unknown scenario %q", c.Scenario)
+	case c.Conns < 0 || c.Conns > 10_000_000:
+		return errors.New("scenario: -conns must be 0..10000000")
+	case c.Rate <= 0:
+		return errors.New("scenario: -rate must be > 0")
+	case c.Duration <= 0 || c.Duration > 7*24*time.Hour:
+		return errors.New("scenario: -duration must be > 0 and at most a week")
+	case c.Grace < 0 || c.Grace > time.Minute:
+		return errors.New("scenario: -grace must be 0..1m")
+	case (c.Scenario == "publish" || c.Scenario == "churn") && c.Topics <= 0:
+		return errors.New("scenario: -topics must be > 0")
+	case (c.Scenario == "publish" || c.Scenario == "churn") && c.Admin == "":
+		return errors.New("scenario: -admin is required for publish and churn")
+	case c.PubRate < 0 || c.PingRate < 0 || c.ChurnRate < 0:
+		return errors.New("scenario: rates must be >= 0")
+	}
+	if c.Stride <= 0 {
+		c.Stride = 1
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.Dialers <= 0 {
+		c.Dialers = 64
+	}
+	if c.Pollers <= 0 {
+		c.Pollers = 1
+	}
+	return nil
+}

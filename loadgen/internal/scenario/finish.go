@@ -1,0 +1,150 @@
+package scenario
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"wspush/loadgen/internal/result"
+	"wspush/loadgen/internal/selfmon"
+)
+
+// Thresholds of the self-check (docs/loadgen.md, "Is wsload the
+// bottleneck?"). A condition must hold in at least two one-second samples.
+const (
+	busyLimit     = 0.90 // poller thread busy, fraction of a core
+	cpuPerPoller  = 0.90 // process CPU per poller, in cores
+	schedLimitMS  = 20.0 // p99 lateness of a 10 ms timer
+	rampLimit     = time.Second
+	machineLimit  = 0.95
+	minBadSamples = 2
+)
+
+func (r *Run) result(start time.Time, elapsed time.Duration, final int64) *result.Result {
+	res := &result.Result{
+		Schema:    result.Schema,
+		Scenario:  r.cfg.Scenario,
+		Started:   start.UTC(),
+		DurationS: elapsed.Seconds(),
+		Params: result.Params{
+			URL: r.cfg.URL, Admin: r.cfg.Admin, Rate: r.cfg.Rate, Sources: len(r.plan.Sources),
+			Procs: max(r.cfg.Procs, 1), Pollers: r.cfg.Pollers, Topics: r.cfg.Topics,
+			PubRate: r.cfg.PubRate, PingRate: r.cfg.PingRate, ChurnRate: r.cfg.ChurnRate,
+			DurationS: r.cfg.Duration.Seconds(),
+		},
+		ConnsTarget:      r.cfg.Conns,
+		ConnsEstablished: r.established.Load(),
+		ConnsPeak:        r.peak.Load(),
+		ConnsFinal:       final,
+		Errors:           map[string]int64{},
+		Disconnects:      map[string]int64{},
+		Sent:             r.sent.Load(),
+		TopicStats:       r.topicStats,
+		Series:           r.series,
+	}
+	lag := result.NewHist()
+	var pongs int64
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.Lock()
+		lag.Merge(s.lag)
+		res.Messages += s.msgs
+		res.Welcomes += s.welcomes
+		res.Gaps += s.gaps
+		res.Duplicates += s.dups
+		res.Reorders += s.reorders
+		res.WelcomeMissing += s.welcomeMiss
+		pongs += s.pongs
+		for k, v := range s.errs {
+			if d, ok := strings.CutPrefix(k, "disc:"); ok {
+				res.Disconnects[d] += v
+			} else {
+				res.Errors[k] += v
+			}
+		}
+		s.mu.Unlock()
+	}
+	r.connMu.Lock()
+	for k, v := range r.dialErrs {
+		res.Errors[k] += v
+	}
+	res.ConnHist, res.ConnectMS = r.connHist.Encode(), r.connHist.Percentiles()
+	r.connMu.Unlock()
+	r.topicMu.Lock()
+	for k, v := range r.pubErrs {
+		res.Errors[k] += v
+	}
+	r.topicMu.Unlock()
+	res.LagHist, res.LagMS = lag.Encode(), lag.Percentiles()
+	if r.cfg.Scenario == "echo" {
+		res.Expected = res.Sent
+		res.Lost = max(res.Sent-pongs, 0)
+	}
+	res.FinishTopics()
+	res.Self, res.Bottleneck = r.self(res)
+	return res
+}
+
+// self summarises the samples and judges whether wsload limited the run.
+func (r *Run) self(res *result.Result) (result.Self, result.Bottleneck) {
+	var s result.Self
+	var b result.Bottleneck
+	busy, cpu, sched, machine := 0, 0, 0, 0
+	var heapAtPeak int64
+	var peakConns int64
+	for i, smp := range r.samples {
+		s.CPUPeakCores = max(s.CPUPeakCores, smp.CPUCores)
+		s.PollerBusyPeak = max(s.PollerBusyPeak, smp.PollerBusy)
+		s.RSSPeakBytes = max(s.RSSPeakBytes, smp.RSS)
+		s.SchedDelayP99MS = max(s.SchedDelayP99MS, smp.SchedP99MS)
+		s.MachineCPUPeak = max(s.MachineCPUPeak, smp.MachineBusy)
+		if i < len(r.series) && r.series[i].Conns >= peakConns {
+			peakConns, heapAtPeak = r.series[i].Conns, smp.Heap
+		}
+		if smp.PollerBusy > busyLimit {
+			busy++
+		}
+		if smp.CPUCores > cpuPerPoller*float64(r.cfg.Pollers) {
+			cpu++
+		}
+		if smp.SchedP99MS > schedLimitMS {
+			sched++
+		}
+		if smp.MachineBusy > machineLimit {
+			machine++
+		}
+	}
+	if n := len(r.samples); n > 0 {
+		s.CPUSeconds = r.samples[n-1].CPUTotal
+	}
+	if res.DurationS > 0 {
+		s.CPUAvgCores = s.CPUSeconds / res.DurationS
+	}
+	s.HeapBytes = heapAtPeak
+	s.RampBehindMaxMS = float64(r.rampBehind.Load()) / 1e6
+	s.Finish(res.ConnsPeak, res.Messages)
+	if busy >= minBadSamples {
+		b.Reasons = append(b.Reasons, fmt.Sprintf("a poller thread was over %.0f%% busy in %d s", busyLimit*100, busy))
+	}
+	if cpu >= minBadSamples {
+		b.Reasons = append(b.Reasons, fmt.Sprintf("wsload used over %.0f%% of a core per poller in %d s", cpuPerPoller*100, cpu))
+	}
+	if sched >= minBadSamples {
+		b.Reasons = append(b.Reasons, fmt.Sprintf("wsload's own 10 ms timer ran over %.0f ms late (p99) in %d s", schedLimitMS, sched))
+	}
+	if time.Duration(r.rampBehind.Load()) > rampLimit {
+		b.Reasons = append(b.Reasons, fmt.Sprintf("the connect ramp fell %.1f s behind schedule (dialers too slow or too few)", s.RampBehindMaxMS/1000))
+	}
+	b.WsloadBound = len(b.Reasons) > 0
+	if machine >= minBadSamples {
+		b.Reasons = append(b.Reasons, fmt.Sprintf("note: the whole machine was over %.0f%% busy in %d s — server and wsload share the cores", machineLimit*100, machine))
+	}
+	b.Summary = result.Summary(b.WsloadBound)
+	return s, b
+}
+
+// LiveLine is the once-a-second status line.
+func LiveLine(s result.Second, smp selfmon.Sample, target int, errs int64) string {
+	return fmt.Sprintf("[%3ds] conns %d/%d  +%d/s  msgs %d/s  lag p50 %.1fms p99 %.1fms  gaps %d  errors %d  cpu %.2f busy %.0f%%",
+		s.T, s.Conns, target, s.Connects, s.Msgs, s.LagP50, s.LagP99, s.Gaps, errs, smp.CPUCores, smp.PollerBusy*100)
+}

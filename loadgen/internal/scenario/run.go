@@ -1,0 +1,372 @@
+// Package scenario runs one wsload process's share of a scenario: it ramps
+// connections open-loop, checks every message, samples itself once a
+// second and produces a result.Result.
+//
+// Concurrency contract:
+//   - Goroutines: one ramp goroutine (emits connection slots on a schedule),
+//     Config.Dialers dialer goroutines (connect, upgrade, register), one
+//     reporter (once a second), and for some scenarios one driver
+//     (publisher, pinger or churner). All exit when the run's context ends
+//     (after -duration); Run waits for them before it returns.
+//   - shard[i].mu guards everything in shard i: counters, the lag
+//     histograms, the scratch ServerMsg, and the per-connection state of
+//     the connections whose socket is served by poller i (state[slot]). A
+//     slot's state moves to another shard only across a reconnect, which
+//     is ordered by OnClose → redial channel → Dial's publish edge.
+//   - connMu guards the connect histograms and the error map of dials.
+//   - handles[slot] is an atomic pointer: written by dialers and OnClose,
+//     read by the drivers (pinger, churner).
+//   - topicMu guards the per-topic publish and epoch bookkeeping.
+package scenario
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wspush/loadgen/internal/engine"
+	"wspush/loadgen/internal/result"
+	"wspush/loadgen/internal/selfmon"
+	"wspush/loadgen/internal/seq"
+	"wspush/loadgen/internal/targets"
+	"wspush/server/wire"
+)
+
+// Run is one process's run.
+type Run struct {
+	cfg  Config
+	plan targets.Plan
+	eng  *engine.Engine
+	mon  *selfmon.Monitor
+
+	// Live, when set, receives each second instead of the stderr line
+	// (worker processes forward it to the parent).
+	Live func(result.Second, selfmon.Sample)
+	// Log is where the live line and notes go (stderr by default).
+	Log io.Writer
+
+	shards  []shard
+	state   []connState
+	handles []atomic.Pointer[engine.Conn]
+	redial  chan uint32
+
+	connMu   sync.Mutex
+	connHist *result.Hist
+	connSec  int64
+	dialErrs map[string]int64
+	errSec   int64
+
+	established atomic.Int64
+	peak        atomic.Int64
+	sent        atomic.Int64
+	rampBehind  atomic.Int64 // worst lateness of the connect schedule, ns
+	stopping    atomic.Bool
+
+	topicMu  sync.Mutex
+	lastPub  []uint64          // highest publish seq acknowledged, per topic
+	epochs   []json.RawMessage // epoch first seen per topic
+	pubErrs  map[string]int64
+	pubCount int64
+
+	topicStats []result.TopicStat
+
+	series  []result.Second
+	samples []selfmon.Sample
+}
+
+type shard struct {
+	mu          sync.Mutex
+	lag, lagSec *result.Hist
+	scratch     wire.ServerMsg
+	msgs        int64
+	welcomes    int64
+	gaps        int64
+	dups        int64
+	reorders    int64
+	welcomeMiss int64
+	pongs       int64
+	errs        map[string]int64 // protocol trouble and disconnects ("disc:" prefix)
+	errCount    int64
+	_           [64]byte
+}
+
+// connState is the per-connection state: 32 bytes.
+type connState struct {
+	win      seq.Window
+	welcomed bool
+	counted  bool // welcome_missing already counted for this connection
+	subbed   bool // a "subscribed" reply arrived (publish, churn)
+	resume   bool // next subscribe resumes from win.Max
+	closing  bool // wsload closed it (churn)
+}
+
+// New prepares a run; Start it with Execute.
+func New(cfg Config) (*Run, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	plan, err := targets.Parse(cfg.URL, cfg.Sources)
+	if err != nil {
+		return nil, err
+	}
+	r := &Run{
+		cfg:      cfg,
+		plan:     plan,
+		shards:   make([]shard, cfg.Pollers),
+		state:    make([]connState, cfg.Conns),
+		handles:  make([]atomic.Pointer[engine.Conn], cfg.Conns),
+		redial:   make(chan uint32, 1024),
+		connHist: result.NewHist(),
+		dialErrs: map[string]int64{},
+		pubErrs:  map[string]int64{},
+		mon:      selfmon.New(cfg.Pollers),
+	}
+	for i := range r.shards {
+		r.shards[i].lag, r.shards[i].lagSec = result.NewHist(), result.NewHist()
+		r.shards[i].errs = map[string]int64{}
+	}
+	if cfg.Topics > 0 {
+		r.lastPub = make([]uint64, cfg.Topics)
+		r.epochs = make([]json.RawMessage, cfg.Topics)
+	}
+	return r, nil
+}
+
+// Execute runs the scenario for cfg.Duration (plus the grace period) and
+// returns the result. It stops by itself; ctx can end it early.
+func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
+	eng, err := engine.New(engine.Config{
+		Pollers:      r.cfg.Pollers,
+		DialTimeout:  r.cfg.Timeout,
+		Path:         r.plan.Endpoints[0].Path,
+		Handler:      r,
+		PollerThread: r.mon.SetPollerThread,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wsload: %w", err)
+	}
+	r.eng = eng
+	if !r.cfg.StartAt.IsZero() {
+		if d := time.Until(r.cfg.StartAt); d > 0 && d < time.Minute {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
+	}
+	start := time.Now()
+	runCtx, cancel := context.WithDeadline(ctx, start.Add(r.cfg.Duration))
+	defer cancel()
+	r.mon.Start(runCtx)
+
+	var wg sync.WaitGroup
+	slots := make(chan uint32, 2*r.cfg.Dialers)
+	wg.Add(1)
+	go func() { defer wg.Done(); r.ramp(runCtx, start, slots) }()
+	for range r.cfg.Dialers {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.dialer(runCtx, slots) }()
+	}
+	if d := r.driver(); d != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); d(runCtx, start) }()
+	}
+	repDone := make(chan struct{})
+	go func() { defer close(repDone); r.reporter(runCtx, start) }()
+
+	<-runCtx.Done()
+	wg.Wait()
+	<-repDone
+	r.drain(ctx)
+	r.stopping.Store(true)
+	final := r.eng.Live()
+	r.tailLoss()
+	elapsed := time.Since(start)
+	r.eng.Stop()
+	return r.result(start, elapsed, final), nil
+}
+
+// ramp emits local slots 0..Conns-1 at cfg.Rate, open loop: the schedule
+// is fixed in advance; when dialers cannot keep up the lateness is
+// recorded (ramp_behind_max_ms) instead of silently slowing down.
+func (r *Run) ramp(ctx context.Context, start time.Time, slots chan<- uint32) {
+	defer close(slots)
+	step := float64(time.Second) / r.cfg.Rate
+	for j := 0; j < r.cfg.Conns; j++ {
+		due := start.Add(time.Duration(float64(j) * step))
+		if d := time.Until(due); d > time.Millisecond {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		select {
+		case slots <- uint32(j):
+		case <-ctx.Done():
+			return
+		}
+		if late := time.Since(due); late > 0 {
+			for {
+				old := r.rampBehind.Load()
+				if int64(late) <= old || r.rampBehind.CompareAndSwap(old, int64(late)) {
+					break
+				}
+			}
+		}
+	}
+}
+
+// dialer connects the slots it is given, and the slots churn hands back.
+func (r *Run) dialer(ctx context.Context, slots <-chan uint32) {
+	for {
+		var slot uint32
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return
+		case slot, ok = <-slots:
+			if !ok {
+				slots = nil // ramp finished; keep serving redials
+				continue
+			}
+		case slot = <-r.redial:
+		}
+		r.dial(slot)
+	}
+}
+
+func (r *Run) dial(slot uint32) {
+	g := r.cfg.Offset + int(slot)*r.cfg.Stride
+	ep := r.plan.Endpoint(g)
+	c, took, err := r.eng.Dial(engine.Target{Addr: ep.Addr, Host: ep.Host, Source: r.plan.Source(g)}, slot)
+	r.connMu.Lock()
+	if err != nil {
+		r.dialErrs[engine.Classify(err)]++
+		r.errSec++
+		r.connMu.Unlock()
+		return
+	}
+	r.connHist.Record(took.Microseconds())
+	r.connSec++
+	r.connMu.Unlock()
+	r.established.Add(1)
+	if live := r.eng.Live(); live > r.peak.Load() {
+		r.peak.Store(live) // approximate under races; reporter also samples
+	}
+	r.handles[slot].Store(c)
+	if r.cfg.Scenario == "publish" || r.cfg.Scenario == "churn" {
+		r.subscribe(c)
+	}
+}
+
+// drain waits, up to cfg.Grace, for owed deliveries to arrive.
+func (r *Run) drain(ctx context.Context) {
+	if r.cfg.Grace <= 0 || (r.cfg.Scenario != "publish" && r.cfg.Scenario != "churn" && r.cfg.Scenario != "echo") {
+		return
+	}
+	deadline := time.Now().Add(r.cfg.Grace)
+	last, stable := int64(-1), 0
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		n := r.totalMsgs()
+		if n == last {
+			stable++
+			if stable >= 5 { // 250 ms without a new message
+				return
+			}
+		} else {
+			stable = 0
+		}
+		last = n
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (r *Run) totalMsgs() int64 {
+	var n int64
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.Lock()
+		n += s.msgs
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// reporter samples once a second until ctx ends, and once more at the end.
+func (r *Run) reporter(ctx context.Context, start time.Time) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var prevMsgs, prevGaps, prevErr int64
+	sec := 0
+	agg := result.NewHist()
+	tick := func() {
+		sec++
+		agg.Reset()
+		var msgs, gaps, errs int64
+		for i := range r.shards {
+			s := &r.shards[i]
+			s.mu.Lock()
+			agg.Merge(s.lagSec)
+			s.lagSec.Reset()
+			msgs += s.msgs
+			gaps += s.gaps
+			errs += s.errCount
+			s.mu.Unlock()
+		}
+		r.connMu.Lock()
+		connects, dialErrs := r.connSec, r.errSec
+		r.connSec, r.errSec = 0, 0
+		r.connMu.Unlock()
+		live := r.eng.Live()
+		if live > r.peak.Load() {
+			r.peak.Store(live)
+		}
+		smp := r.mon.Sample()
+		pc := agg.Percentiles()
+		s := result.Second{
+			T: sec, Conns: live, Connects: connects,
+			Msgs: msgs - prevMsgs, Gaps: gaps - prevGaps, Errors: errs - prevErr + dialErrs,
+			LagP50: pc.P50, LagP99: pc.P99, LagMax: pc.Max, CPU: smp.CPUCores,
+			LagHist: agg.Encode(),
+		}
+		prevMsgs, prevGaps, prevErr = msgs, gaps, errs
+		r.series = append(r.series, s)
+		r.samples = append(r.samples, smp)
+		if r.Live != nil {
+			r.Live(s, smp)
+		} else if r.Log != nil {
+			fmt.Fprintln(r.Log, LiveLine(s, smp, r.cfg.Conns, r.peakErrs()))
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			tick()
+		}
+	}
+}
+
+func (r *Run) peakErrs() int64 {
+	var n int64
+	r.connMu.Lock()
+	for _, v := range r.dialErrs {
+		n += v
+	}
+	r.connMu.Unlock()
+	for i := range r.shards {
+		s := &r.shards[i]
+		s.mu.Lock()
+		n += s.errCount
+		s.mu.Unlock()
+	}
+	return n
+}

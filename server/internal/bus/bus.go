@@ -1,0 +1,391 @@
+// Package bus is wspush's in-process message bus: it gives every publish
+// its topic's next sequence number, keeps each topic's recent history for
+// resume and its newest value for latest-mode subscribers, and hands each
+// message, in order, to the local side (the hub) that writes it to this
+// node's subscribers. It is the seam a NATS-backed bus will replace: the
+// gateway and the publish API use it through small interfaces of their
+// own, and the hub receives from it through Local.
+//
+// # Concurrency contract
+//
+//   - b.mu guards the topic map. Each Topic's mu guards its sequence,
+//     history, subscriber count and liveness; it is held while a publish is
+//     sequenced and handed to Local.Deliver, and while a subscription starts
+//     or ends, so that Local sees publishes and subscription changes of one
+//     topic in one total order. Lock order: b.mu, then a Topic's mu.
+//   - bmu serializes broadcasts and their handing to Local.Broadcast.
+//   - A Message is immutable once published and may be shared freely.
+//   - Run sweeps idle topics until stop is closed.
+package bus
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"wspush/server/wire"
+)
+
+// Config configures a bus; zero means the default.
+type Config struct {
+	// HistorySize is how many recent messages a topic keeps (default 100).
+	HistorySize int
+	// HistoryTTL is how long a message stays replayable (default 5m).
+	HistoryTTL time.Duration
+	// MaxTopics caps the number of topics (default 100,000).
+	MaxTopics int
+	// MaxDataBytes caps a published value (default 64 KiB).
+	MaxDataBytes int
+}
+
+// Defaults.
+const (
+	DefaultHistorySize  = 100
+	DefaultHistoryTTL   = 5 * time.Minute
+	DefaultMaxTopics    = 100_000
+	DefaultMaxDataBytes = 64 << 10
+)
+
+// Errors a publish or subscription can meet.
+var (
+	ErrOverloaded   = errors.New("bus: overloaded, retry later")
+	ErrTooManyTopic = errors.New("bus: too many topics")
+	ErrTooLarge     = errors.New("bus: data too large")
+)
+
+// Local is the node-local side of the bus: the hub.
+type Local interface {
+	// Deliver hands a topic message to the node's stream subscribers. It is
+	// called with the topic's lock held, in sequence order, and must not
+	// block.
+	Deliver(m *Message)
+	// Broadcast hands a broadcast to every client, in order; it must not
+	// block.
+	Broadcast(m *Message)
+	// Overloaded reports that deliveries are backing up; publishes are then
+	// refused with ErrOverloaded.
+	Overloaded() bool
+}
+
+// Message is one sequenced publish.
+type Message struct {
+	Topic *Topic // nil for a broadcast
+	Seq   uint64
+	TS    int64  // Unix ns when the bus accepted it
+	Data  []byte // the JSON value
+	// Frame is the whole WebSocket frame of the msg, encoded once and
+	// written as is to every subscriber.
+	Frame []byte
+}
+
+// Topic is one topic's state.
+type Topic struct {
+	name   string
+	epoch  string
+	latest atomic.Pointer[Message] // newest message, read lock-free
+
+	mu      sync.Mutex
+	seq     uint64
+	hist    []*Message // ring of the last HistorySize messages
+	head    int        // index of the oldest in hist
+	n       int        // messages in hist
+	subs    int        // local subscriptions
+	lastPub int64      // Unix ns
+	dead    bool       // swept: look the topic up again
+}
+
+// Name returns the topic's name.
+func (t *Topic) Name() string { return t.name }
+
+// Epoch returns the topic's history incarnation: it changes when the
+// history is lost (a restart, or the topic was swept while idle).
+func (t *Topic) Epoch() string { return t.epoch }
+
+// Latest returns the topic's newest message, or nil.
+func (t *Topic) Latest() *Message { return t.latest.Load() }
+
+// Bus is the in-process bus. Create it with New.
+type Bus struct {
+	cfg   Config
+	local Local
+
+	mu     sync.RWMutex
+	topics map[string]*Topic
+
+	bmu      sync.Mutex // serializes broadcasts
+	bseq     uint64
+	now      func() time.Time
+	messages atomic.Uint64
+}
+
+// New returns a bus delivering to local.
+func New(cfg Config, local Local) *Bus {
+	if cfg.HistorySize <= 0 {
+		cfg.HistorySize = DefaultHistorySize
+	}
+	if cfg.HistoryTTL <= 0 {
+		cfg.HistoryTTL = DefaultHistoryTTL
+	}
+	if cfg.MaxTopics <= 0 {
+		cfg.MaxTopics = DefaultMaxTopics
+	}
+	if cfg.MaxDataBytes <= 0 {
+		cfg.MaxDataBytes = DefaultMaxDataBytes
+	}
+	return &Bus{cfg: cfg, local: local, topics: map[string]*Topic{}, now: time.Now}
+}
+
+// MaxDataBytes returns the cap on a published value.
+func (b *Bus) MaxDataBytes() int { return b.cfg.MaxDataBytes }
+
+// Published returns the number of messages published, broadcasts included.
+func (b *Bus) Published() uint64 { return b.messages.Load() }
+
+func newEpoch() string {
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	return hex.EncodeToString(r[:])
+}
+
+// lock returns the named topic, created if need be, with its lock held.
+func (b *Bus) lock(name string, create bool) (*Topic, error) {
+	for {
+		b.mu.RLock()
+		t := b.topics[name]
+		b.mu.RUnlock()
+		if t == nil {
+			if !create {
+				return nil, nil
+			}
+			b.mu.Lock()
+			if t = b.topics[name]; t == nil {
+				if len(b.topics) >= b.cfg.MaxTopics {
+					b.mu.Unlock()
+					return nil, ErrTooManyTopic
+				}
+				t = &Topic{name: name, epoch: newEpoch(), hist: make([]*Message, 0, 4)}
+				b.topics[name] = t
+			}
+			b.mu.Unlock()
+		}
+		t.mu.Lock()
+		if !t.dead {
+			return t, nil
+		}
+		t.mu.Unlock()
+	}
+}
+
+// Publish sequences data (a valid JSON value, which the caller checked)
+// on topic and delivers it. The returned message holds its seq.
+func (b *Bus) Publish(topic string, data []byte) (*Message, error) {
+	if err := wire.ValidTopic(topic); err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	if len(data) > b.cfg.MaxDataBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(data), b.cfg.MaxDataBytes)
+	}
+	if b.local.Overloaded() {
+		return nil, ErrOverloaded
+	}
+	t, err := b.lock(topic, true)
+	if err != nil {
+		return nil, err
+	}
+	defer t.mu.Unlock()
+	now := b.now().UnixNano()
+	t.seq++
+	m := &Message{Topic: t, Seq: t.seq, TS: now, Data: data}
+	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(topic)+len(data))), topic, m.Seq, now, data), wire.OpText)
+	t.remember(m, b.cfg.HistorySize)
+	t.lastPub = now
+	t.latest.Store(m)
+	b.messages.Add(1)
+	b.local.Deliver(m)
+	return m, nil
+}
+
+func (t *Topic) remember(m *Message, size int) {
+	if len(t.hist) < size {
+		t.hist = append(t.hist, m)
+		t.n++
+		return
+	}
+	t.hist[t.head] = m
+	t.head = (t.head + 1) % size
+}
+
+// Broadcast sends data (a valid JSON value) to every client as a msg of
+// topic wire.BroadcastTopic; broadcasts have a sequence of their own.
+func (b *Bus) Broadcast(data []byte) (*Message, error) {
+	if len(data) > b.cfg.MaxDataBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the cap is %d", ErrTooLarge, len(data), b.cfg.MaxDataBytes)
+	}
+	if b.local.Overloaded() {
+		return nil, ErrOverloaded
+	}
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	b.bseq++
+	now := b.now().UnixNano()
+	m := &Message{Seq: b.bseq, TS: now, Data: data}
+	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(data))), wire.BroadcastTopic, m.Seq, now, data), wire.OpText)
+	b.messages.Add(1)
+	b.local.Broadcast(m)
+	return m, nil
+}
+
+// Resume asks for the messages after Since of incarnation Epoch.
+type Resume struct {
+	Since    uint64
+	Epoch    string
+	HasSince bool
+}
+
+// Start is where a subscription begins.
+type Start struct {
+	Last   uint64     // the topic's last seq; live messages follow it
+	Epoch  string     // the topic's incarnation
+	Replay []*Message // the missed messages, in order (resume only)
+	// Gone: the resume could not be served (another epoch, or history no
+	// longer covers Since); the subscription starts live at Last.
+	Gone bool
+}
+
+// Subscribe starts a subscription to topic: with the topic's lock held it
+// computes where the subscription starts and calls begin, which must hand
+// the subscription to Local before returning (so that no publish slips
+// between the replay and the first live message).
+func (b *Bus) Subscribe(topic string, r Resume, begin func(t *Topic, s Start)) error {
+	t, err := b.lock(topic, true)
+	if err != nil {
+		return err
+	}
+	defer t.mu.Unlock()
+	s := Start{Last: t.seq, Epoch: t.epoch}
+	if r.HasSince {
+		s.Replay, s.Gone = t.since(r, b.now().UnixNano()-int64(b.cfg.HistoryTTL))
+	}
+	t.subs++
+	begin(t, s)
+	return nil
+}
+
+// since returns the messages after r.Since, or gone when they are not all
+// in the history (or were published before cutoff).
+func (t *Topic) since(r Resume, cutoff int64) (replay []*Message, gone bool) {
+	if r.Epoch != t.epoch || r.Since > t.seq {
+		return nil, true
+	}
+	missed := t.seq - r.Since
+	if missed == 0 {
+		return nil, false
+	}
+	if missed > uint64(t.n) {
+		return nil, true
+	}
+	replay = make([]*Message, 0, missed)
+	for i := t.n - int(missed); i < t.n; i++ {
+		m := t.hist[(t.head+i)%len(t.hist)]
+		if m.TS < cutoff {
+			return nil, true
+		}
+		replay = append(replay, m)
+	}
+	return replay, false
+}
+
+// Unsubscribe ends a subscription to t: end runs with the topic's lock
+// held and must hand the change to Local before returning.
+func (b *Bus) Unsubscribe(t *Topic, end func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.subs--
+	end()
+}
+
+// TopicInfo describes a topic, for the API.
+type TopicInfo struct {
+	Topic       string `json:"topic"`
+	Subscribers int    `json:"subscribers"`
+	LastSeq     uint64 `json:"last_seq"`
+	Epoch       string `json:"epoch"`
+	HistoryLen  int    `json:"history_len"`
+	LastPublish string `json:"last_publish,omitempty"`
+}
+
+func (t *Topic) info() TopicInfo {
+	ti := TopicInfo{Topic: t.name, Subscribers: t.subs, LastSeq: t.seq, Epoch: t.epoch, HistoryLen: t.n}
+	if t.lastPub != 0 {
+		ti.LastPublish = time.Unix(0, t.lastPub).UTC().Format(time.RFC3339Nano)
+	}
+	return ti
+}
+
+// Topic describes one topic; ok is false when there is none.
+func (b *Bus) Topic(name string) (TopicInfo, bool) {
+	t, _ := b.lock(name, false)
+	if t == nil {
+		return TopicInfo{}, false
+	}
+	defer t.mu.Unlock()
+	return t.info(), true
+}
+
+// Topics describes every topic, sorted by name.
+func (b *Bus) Topics() []TopicInfo {
+	b.mu.RLock()
+	ts := make([]*Topic, 0, len(b.topics))
+	for _, t := range b.topics {
+		ts = append(ts, t)
+	}
+	b.mu.RUnlock()
+	out := make([]TopicInfo, 0, len(ts))
+	for _, t := range ts {
+		t.mu.Lock()
+		if !t.dead {
+			out = append(out, t.info())
+		}
+		t.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
+	return out
+}
+
+// Sweep forgets topics with no subscribers whose history has expired at
+// now: their memory is returned, and a later use starts a new epoch.
+func (b *Bus) Sweep(now time.Time) int {
+	cutoff := now.UnixNano() - int64(b.cfg.HistoryTTL)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for name, t := range b.topics {
+		t.mu.Lock()
+		if t.subs == 0 && t.lastPub < cutoff {
+			t.dead = true
+			delete(b.topics, name)
+			n++
+		}
+		t.mu.Unlock()
+	}
+	return n
+}
+
+// Run sweeps idle topics every interval until stop is closed.
+func (b *Bus) Run(interval time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			b.Sweep(now)
+		}
+	}
+}

@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"errors"
+
+	"wspush/server/internal/bus"
+	"wspush/server/internal/hub"
+	"wspush/server/wire"
+)
+
+// fail sends cl an error frame that does not count as a bad message: the
+// request was well formed but cannot be granted.
+func (g *Gateway) fail(cl *hub.Client, code, reason string, id []byte) {
+	g.reply(cl, func(b []byte) []byte { return wire.AppendError(b, code, reason, id) })
+}
+
+func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
+	if _, ok := cl.Subs[msg.Topic]; ok {
+		g.fail(cl, wire.CodeBadRequest, "already subscribed to "+msg.Topic, msg.ID)
+		return
+	}
+	if len(cl.Subs) >= g.cfg.MaxSubs {
+		g.fail(cl, wire.CodeLimit, "subscription limit reached", msg.ID)
+		return
+	}
+	latest := msg.Mode == wire.ModeLatest
+	if latest && g.hub.PushInterval() == 0 {
+		g.fail(cl, wire.CodeBadRequest, "latest mode rides on ticks, and this server sends none (-push-interval 0)", msg.ID)
+		return
+	}
+	r := bus.Resume{Since: msg.Since, Epoch: msg.Epoch, HasSince: msg.HasSince}
+	err := g.bus.Subscribe(msg.Topic, r, func(t *bus.Topic, s bus.Start) {
+		var sent uint64
+		if latest && r.HasSince && !s.Gone {
+			sent = r.Since
+		}
+		reply := wire.EndFrame(wire.AppendSubscribed(wire.BeginFrame(nil), msg.Topic, msg.Mode, s.Last, s.Epoch, s.Gone, msg.ID), wire.OpText)
+		if latest {
+			s.Replay = nil // a latest-mode client gets the newest value on its next tick
+		}
+		g.hub.Subscribe(cl, t, latest, s, sent, reply)
+		if cl.Subs == nil {
+			cl.Subs = map[string]hub.Subscription{}
+		}
+		cl.Subs[msg.Topic] = hub.Subscription{Topic: t, Latest: latest}
+	})
+	if err != nil {
+		g.fail(cl, wire.CodeLimit, err.Error(), msg.ID)
+	}
+}
+
+func (g *Gateway) unsubscribe(cl *hub.Client, msg *wire.ClientMsg) {
+	sub, ok := cl.Subs[msg.Topic]
+	if !ok {
+		g.fail(cl, wire.CodeBadRequest, "not subscribed to "+msg.Topic, msg.ID)
+		return
+	}
+	delete(cl.Subs, msg.Topic)
+	reply := wire.EndFrame(wire.AppendUnsubscribed(wire.BeginFrame(nil), msg.Topic, msg.ID), wire.OpText)
+	g.bus.Unsubscribe(sub.Topic, func() { g.hub.Unsubscribe(cl, sub.Topic, sub.Latest, reply) })
+}
+
+func (g *Gateway) publish(cl *hub.Client, msg *wire.ClientMsg) {
+	if !g.cfg.ClientPublish {
+		g.fail(cl, wire.CodeForbidden, "clients may not publish on this server (-client-publish is off); use the publish API", msg.ID)
+		return
+	}
+	m, err := g.bus.Publish(msg.Topic, append([]byte(nil), msg.Data...))
+	switch {
+	case errors.Is(err, bus.ErrOverloaded):
+		g.fail(cl, wire.CodeOverloaded, err.Error(), msg.ID)
+	case err != nil:
+		g.fail(cl, wire.CodeLimit, err.Error(), msg.ID)
+	default:
+		g.reply(cl, func(b []byte) []byte { return wire.AppendPublished(b, msg.Topic, m.Seq, msg.ID) })
+	}
+}

@@ -1,0 +1,280 @@
+package hub
+
+import (
+	"wspush/server/internal/bus"
+	"wspush/server/wire"
+)
+
+// This file is the hub's side of the bus: subscriptions and fan-out.
+//
+// A topic's stream subscribers are kept per shard, by the shard goroutine
+// that owns the clients. The bus calls Deliver with the topic's lock held,
+// in sequence order, and Deliver appends the message to the inbox of every
+// shard with subscribers of that topic; subscription changes reach the same
+// inboxes under the same lock. Each shard works through its inbox in order,
+// so a subscriber sees its subscribed frame, then any replay, then the live
+// messages, with no gap and no duplicate. The encoded frame is shared:
+// fan-out writes the same bytes to every subscriber.
+
+type itemKind uint8
+
+const (
+	itemSub itemKind = iota
+	itemUnsub
+	itemMsg
+	itemBroadcast
+)
+
+// item is one entry of a shard's inbox.
+type item struct {
+	kind   itemKind
+	latest bool // itemSub, itemUnsub: a latest-mode subscription
+	c      *Client
+	t      *bus.Topic
+	m      *bus.Message
+	replay []*bus.Message
+	reply  []byte // a frame to send the client first (subscribed, unsubscribed)
+	sent   uint64 // itemSub, latest mode: the seq the client already has
+}
+
+// fanout is a topic's count of stream subscribers per shard. It is read and
+// written only with the topic's lock held.
+type fanout struct{ perShard []int32 }
+
+// Subscription is a client's subscription to one topic, as the goroutine
+// handling the client's messages records it.
+type Subscription struct {
+	Topic  *bus.Topic
+	Latest bool
+}
+
+// Subscribe starts c's subscription to t. It is called by the bus with t's
+// lock held (see bus.Subscribe). reply is sent first, then the replay.
+func (h *Hub) Subscribe(c *Client, t *bus.Topic, latest bool, s bus.Start, sent uint64, reply []byte) {
+	sh := c.shard
+	if !latest {
+		f := h.fanout(t, true)
+		f.perShard[sh.idx]++
+	}
+	sh.enqueue(item{kind: itemSub, latest: latest, c: c, t: t, replay: s.Replay, reply: reply, sent: sent}, false)
+}
+
+// Unsubscribe ends c's subscription to t, with t's lock held (see
+// bus.Unsubscribe). reply, if not nil, is sent once it has ended.
+func (h *Hub) Unsubscribe(c *Client, t *bus.Topic, latest bool, reply []byte) {
+	sh := c.shard
+	if !latest {
+		if f := h.fanout(t, false); f != nil {
+			f.perShard[sh.idx]--
+			if allZero(f.perShard) {
+				h.fans.Delete(t)
+			}
+		}
+	}
+	sh.enqueue(item{kind: itemUnsub, latest: latest, c: c, t: t, reply: reply}, false)
+}
+
+func allZero(v []int32) bool {
+	for _, n := range v {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *Hub) fanout(t *bus.Topic, create bool) *fanout {
+	if f, ok := h.fans.Load(t); ok {
+		return f.(*fanout)
+	}
+	if !create {
+		return nil
+	}
+	f := &fanout{perShard: make([]int32, len(h.shards))}
+	h.fans.Store(t, f)
+	return f
+}
+
+// Deliver implements bus.Local: it queues m on every shard with stream
+// subscribers of its topic.
+func (h *Hub) Deliver(m *bus.Message) {
+	f := h.fanout(m.Topic, false)
+	if f == nil {
+		return
+	}
+	for i, n := range f.perShard {
+		if n > 0 {
+			h.shards[i].enqueue(item{kind: itemMsg, m: m}, true)
+		}
+	}
+}
+
+// Broadcast implements bus.Local: it queues m on every shard.
+func (h *Hub) Broadcast(m *bus.Message) {
+	for _, s := range h.shards {
+		s.enqueue(item{kind: itemBroadcast, m: m}, true)
+	}
+}
+
+// Overloaded implements bus.Local: a shard has more messages queued than
+// the cap.
+func (h *Hub) Overloaded() bool {
+	for _, s := range h.shards {
+		s.mu.Lock()
+		n := s.queued
+		s.mu.Unlock()
+		if n >= h.cfg.MaxQueue {
+			return true
+		}
+	}
+	return false
+}
+
+// enqueue appends it to the shard's inbox and wakes the shard.
+func (s *shard) enqueue(it item, counted bool) {
+	s.mu.Lock()
+	s.inbox = append(s.inbox, it)
+	if counted {
+		s.queued++
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// streamPos is where a client stands in one of its shard's topic lists.
+type streamPos struct {
+	t *bus.Topic
+	i int32
+}
+
+// latestSub is a client's latest-mode subscription: the seq it has.
+type latestSub struct {
+	t    *bus.Topic
+	sent uint64
+}
+
+// handle applies one inbox item; fresh holds the clients registered in this
+// wake-up, not yet in the wheel.
+func (s *shard) handle(it *item, fresh []*Client) {
+	switch it.kind {
+	case itemSub:
+		c := it.c
+		if it.reply != nil && c.Send(it.reply) {
+			s.count(len(it.reply))
+		}
+		for _, m := range it.replay {
+			if c.Send(m.Frame) {
+				s.count(len(m.Frame))
+			}
+		}
+		if it.latest {
+			c.latest = append(c.latest, latestSub{t: it.t, sent: it.sent})
+			return
+		}
+		list := s.streams[it.t]
+		c.streams = append(c.streams, streamPos{t: it.t, i: int32(len(list))})
+		s.streams[it.t] = append(list, c)
+	case itemUnsub:
+		c := it.c
+		if it.latest {
+			for i, l := range c.latest {
+				if l.t == it.t {
+					c.latest = append(c.latest[:i], c.latest[i+1:]...)
+					break
+				}
+			}
+		} else {
+			s.removeStream(c, it.t)
+		}
+		if it.reply != nil && c.Send(it.reply) {
+			s.count(len(it.reply))
+		}
+	case itemMsg:
+		frame := it.m.Frame
+		for _, c := range s.streams[it.m.Topic] {
+			if c.Send(frame) {
+				s.count(len(frame))
+				s.delivered++
+			}
+		}
+	case itemBroadcast:
+		frame := it.m.Frame
+		send := func(c *Client) {
+			if c.Send(frame) {
+				s.count(len(frame))
+				s.delivered++
+			}
+		}
+		s.wheel.Each(send)
+		for _, c := range fresh {
+			send(c)
+		}
+	}
+}
+
+func (s *shard) count(n int) {
+	s.frames++
+	s.bytes += uint64(n)
+}
+
+// removeStream takes c out of t's list in O(subscriptions of c).
+func (s *shard) removeStream(c *Client, t *bus.Topic) {
+	k := -1
+	for j, p := range c.streams {
+		if p.t == t {
+			k = j
+			break
+		}
+	}
+	if k < 0 {
+		return
+	}
+	i := c.streams[k].i
+	c.streams = append(c.streams[:k], c.streams[k+1:]...)
+	list := s.streams[t]
+	last := len(list) - 1
+	if int(i) != last {
+		moved := list[last]
+		list[i] = moved
+		for j := range moved.streams {
+			if moved.streams[j].t == t {
+				moved.streams[j].i = i
+				break
+			}
+		}
+	}
+	list[last] = nil
+	if last == 0 {
+		delete(s.streams, t)
+	} else {
+		s.streams[t] = list[:last]
+	}
+}
+
+// appendLatest adds the "topics" of c's latest-mode subscriptions that
+// changed since its last tick to an open tick payload, and closes it.
+func appendLatest(buf []byte, c *Client) []byte {
+	open := false
+	for i := range c.latest {
+		l := &c.latest[i]
+		m := l.t.Latest()
+		if m == nil || m.Seq <= l.sent {
+			continue
+		}
+		if open {
+			buf = append(buf, ',')
+		} else {
+			buf = append(buf, `,"topics":{`...)
+			open = true
+		}
+		buf = wire.AppendLatestEntry(buf, l.t.Name(), m.Seq, m.Data)
+		l.sent = m.Seq
+	}
+	if open {
+		buf = append(buf, '}')
+	}
+	return append(buf, '}')
+}
