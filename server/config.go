@@ -41,7 +41,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 		welcome, pushText, addr, adminAddr  string
 		maxConns, drainRate, maxBad, shards int
 		pollers, maxSubs, histSize, maxTop  int
-		reusePort, clientPub                bool
+		reusePort, clientPub, compression   bool
 		histTTL                             time.Duration
 		maxPub                              size
 	)
@@ -67,6 +67,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.IntVar(&pollers, "pollers", 0, "nbio poller goroutines; 0 = half the cores, at least 1")
 	fs.IntVar(&maxSubs, "max-subs", gateway.DefaultMaxSubs, "subscriptions per connection")
 	fs.BoolVar(&clientPub, "client-publish", false, "let clients publish with pub frames (publishers use the admin API otherwise)")
+	fs.BoolVar(&compression, "compression", false, "offer permessage-deflate; published messages go compressed (once for all) to clients that accept it")
 	fs.IntVar(&histSize, "history-size", bus.DefaultHistorySize, "messages each topic keeps for resume")
 	fs.DurationVar(&histTTL, "history-ttl", bus.DefaultHistoryTTL, "how long a message stays in a topic's history")
 	fs.IntVar(&maxTop, "max-topics", bus.DefaultMaxTopics, "cap on the number of topics")
@@ -105,7 +106,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 
 	c.AdminAddr, c.DrainRate, c.ShutdownTimeout = adminAddr, drainRate, shutdownTimeout
 	c.Gateway = gateway.Config{Addr: addr, ReusePort: reusePort, MaxConns: maxConns, MaxMessageBytes: int(maxMsg),
-		MaxBadMessages: maxBad, Welcome: welcome, Pollers: pollers, MaxSubs: maxSubs, ClientPublish: clientPub}
+		MaxBadMessages: maxBad, Welcome: welcome, Pollers: pollers, MaxSubs: maxSubs, ClientPublish: clientPub, Compression: compression}
 	c.Bus = bus.Config{HistorySize: histSize, HistoryTTL: histTTL, MaxTopics: maxTop, MaxDataBytes: int(maxPub)}
 	c.Hub = hub.Config{PushInterval: orDisabled(push), PushText: pushText, PingInterval: orDisabled(ping),
 		IdleTimeout: orDisabled(idle), MaxUnsent: int(maxWrite), Shards: shards}

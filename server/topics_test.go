@@ -417,3 +417,43 @@ func TestClientPublishAndSubscriptionLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestCompressionNegotiatedPerClientAndDoneOnce(t *testing.T) {
+	s := startServer(t, "-compression", "-push-interval", "0")
+	big := `{"text":"` + strings.Repeat("all work and no play makes jack a dull boy ", 200) + `"}`
+	d := websocket.Dialer{EnableCompression: true}
+	var zipped []*websocket.Conn
+	for i := 0; i < 10; i++ {
+		c, resp, err := d.Dial(s.ws, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if !strings.Contains(resp.Header.Get("Sec-Websocket-Extensions"), "permessage-deflate") {
+			t.Fatalf("no permessage-deflate in %v", resp.Header)
+		}
+		next(t, c, 2*time.Second)
+		subscribe(t, c, `{"type":"sub","topic":"big"}`)
+		zipped = append(zipped, c)
+	}
+	plain := dial(t, s.ws) // offers no compression
+	next(t, plain, 2*time.Second)
+	subscribe(t, plain, `{"type":"sub","topic":"big"}`)
+
+	before := stats(t, s)["bytes_out"].(float64)
+	publish(t, s, "big", big)
+	for _, c := range append(zipped, plain) {
+		if m := nextOf(t, c, wire.TypeMsg, 2*time.Second); string(m.Data) != big {
+			t.Fatalf("data came back as %.80s…", m.Data)
+		}
+	}
+	var sent float64
+	eventually(t, 2*time.Second, "bytes counted", func() bool {
+		sent = stats(t, s)["bytes_out"].(float64) - before
+		return sent >= float64(len(big))
+	})
+	// One plain copy plus ten compressed ones: far less than eleven plain.
+	if sent > float64(len(big))*2 {
+		t.Fatalf("%v bytes out for 11 subscribers of a %d-byte message: not compressed", sent, len(big))
+	}
+}

@@ -81,6 +81,27 @@ type Message struct {
 	// Frame is the whole WebSocket frame of the msg, encoded once and
 	// written as is to every subscriber.
 	Frame []byte
+
+	deflateOnce sync.Once
+	deflated    []byte
+}
+
+// FrameFor returns the frame to write to a client: compressed (once, for
+// all such clients) when the client negotiated permessage-deflate and
+// compression makes the message smaller, the plain frame otherwise.
+func (m *Message) FrameFor(deflate bool) []byte {
+	if !deflate {
+		return m.Frame
+	}
+	m.deflateOnce.Do(func() {
+		if f, ok := wire.DeflateFrame(wire.OpText, wire.Payload(m.Frame)); ok {
+			m.deflated = f
+		}
+	})
+	if m.deflated != nil {
+		return m.deflated
+	}
+	return m.Frame
 }
 
 // Topic is one topic's state.

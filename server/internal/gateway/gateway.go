@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -63,6 +64,10 @@ type Config struct {
 	// ClientPublish lets clients publish with pub frames (off by default:
 	// publishers use the admin API).
 	ClientPublish bool
+	// Compression offers permessage-deflate (RFC 7692, no context
+	// takeover); published messages then go compressed to clients that
+	// accept it, each compressed once for all of them.
+	Compression bool
 }
 
 // Bus is what the gateway needs of the message bus.
@@ -219,11 +224,32 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is at its connection limit ("+strconv.Itoa(g.cfg.MaxConns)+")", http.StatusServiceUnavailable)
 		return
 	}
-	if _, err := g.upgrader.Upgrade(w, r, nil); err != nil {
+	c, err := g.upgrader.Upgrade(w, r, nil)
+	if err != nil {
 		// The upgrader has answered with 400 (or 403 for a bad origin).
 		g.reserved.Add(-1)
 		g.m.UpgradeFailed(metrics.UpgradeBadHandshake)
+		return
 	}
+	if g.cfg.Compression && offersDeflate(r.Header) {
+		if cl := client(c); cl != nil {
+			cl.SetCompress()
+		}
+	}
+}
+
+// offersDeflate reports whether the client offered permessage-deflate,
+// which nbio then accepts (with no context takeover either way).
+func offersDeflate(h http.Header) bool {
+	for _, v := range h.Values("Sec-Websocket-Extensions") {
+		for _, ext := range strings.Split(v, ",") {
+			name, _, _ := strings.Cut(ext, ";")
+			if strings.TrimSpace(name) == "permessage-deflate" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (g *Gateway) newUpgrader() *websocket.Upgrader {
@@ -231,6 +257,7 @@ func (g *Gateway) newUpgrader() *websocket.Upgrader {
 	u.Engine = g.engine
 	u.KeepaliveTime = 0 // liveness is the hub's wheel, not a timer per connection
 	u.MessageLengthLimit = g.cfg.MaxMessageBytes
+	u.EnableCompression(g.cfg.Compression)
 	u.OnOpen(g.onOpen)
 	u.OnMessage(g.onMessage)
 	u.OnClose(g.onClose)

@@ -47,7 +47,12 @@ type Client struct {
 	state    atomic.Uint32
 	reason   atomic.Pointer[string] // why it is being closed
 	badRun   atomic.Uint32          // bad messages in a row
+	compress atomic.Bool            // the client negotiated permessage-deflate
 }
+
+// SetCompress records that the client negotiated permessage-deflate:
+// published messages then go to it compressed.
+func (c *Client) SetCompress() { c.compress.Store(true) }
 
 // WheelPos lets the client live in a wheel.
 func (c *Client) WheelPos() *wheel.Pos { return &c.pos }

@@ -165,9 +165,11 @@ func (s *shard) handle(it *item, fresh []*Client) {
 		if it.reply != nil && c.Send(it.reply) {
 			s.count(len(it.reply))
 		}
+		deflate := c.compress.Load()
 		for _, m := range it.replay {
-			if c.Send(m.Frame) {
-				s.count(len(m.Frame))
+			f := m.FrameFor(deflate)
+			if c.Send(f) {
+				s.count(len(f))
 			}
 		}
 		if it.latest {
@@ -193,25 +195,28 @@ func (s *shard) handle(it *item, fresh []*Client) {
 			s.count(len(it.reply))
 		}
 	case itemMsg:
-		frame := it.m.Frame
-		for _, c := range s.streams[it.m.Topic] {
-			if c.Send(frame) {
-				s.count(len(frame))
-				s.delivered++
-			}
+		m := it.m
+		for _, c := range s.streams[m.Topic] {
+			s.deliver(c, m)
 		}
 	case itemBroadcast:
-		frame := it.m.Frame
-		send := func(c *Client) {
-			if c.Send(frame) {
-				s.count(len(frame))
-				s.delivered++
-			}
-		}
+		send := func(c *Client) { s.deliver(c, it.m) }
 		s.wheel.Each(send)
 		for _, c := range fresh {
 			send(c)
 		}
+	}
+}
+
+// deliver writes m to c, compressed if c negotiated it.
+func (s *shard) deliver(c *Client, m *bus.Message) {
+	f := m.Frame
+	if c.compress.Load() {
+		f = m.FrameFor(true)
+	}
+	if c.Send(f) {
+		s.count(len(f))
+		s.delivered++
 	}
 }
 

@@ -1,0 +1,200 @@
+package bus
+
+import (
+	"bytes"
+	"compress/flate"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"wspush/server/wire"
+)
+
+// recorder is a Local that records what it is handed.
+type recorder struct {
+	mu         sync.Mutex
+	delivered  []*Message
+	broadcasts []*Message
+	overloaded bool
+}
+
+func (r *recorder) Deliver(m *Message) {
+	r.mu.Lock()
+	r.delivered = append(r.delivered, m)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Broadcast(m *Message) {
+	r.mu.Lock()
+	r.broadcasts = append(r.broadcasts, m)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Overloaded() bool { return r.overloaded }
+
+func newBus(t *testing.T, cfg Config) (*Bus, *recorder, *time.Time) {
+	t.Helper()
+	r := &recorder{}
+	b := New(cfg, r)
+	now := time.Unix(1_800_000_000, 0)
+	b.now = func() time.Time { return now }
+	return b, r, &now
+}
+
+func TestSeqIsContiguousPerTopicUnderConcurrency(t *testing.T) {
+	b, r, _ := newBus(t, Config{})
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				if _, err := b.Publish("t"+strconv.Itoa(g%2), []byte(strconv.Itoa(i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	next := map[string]uint64{}
+	for _, m := range r.delivered {
+		name := m.Topic.Name()
+		if m.Seq != next[name]+1 {
+			t.Fatalf("%s: seq %d delivered after %d", name, m.Seq, next[name])
+		}
+		next[name] = m.Seq
+		if !bytes.HasSuffix(m.Frame, []byte(`"data":`+string(m.Data)+`}`)) {
+			t.Fatalf("frame %q", m.Frame)
+		}
+	}
+	if next["t0"] != 800 || next["t1"] != 800 {
+		t.Fatalf("last seqs %v", next)
+	}
+}
+
+func TestResumeFromHistory(t *testing.T) {
+	b, _, now := newBus(t, Config{HistorySize: 5, HistoryTTL: time.Minute})
+	for i := 1; i <= 12; i++ {
+		_, _ = b.Publish("h", []byte(strconv.Itoa(i)))
+	}
+	var epoch string
+	start := func(r Resume) Start {
+		var s Start
+		if err := b.Subscribe("h", r, func(t *Topic, st Start) { s, epoch = st, t.Epoch() }); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := start(Resume{})
+	if s.Last != 12 || s.Gone || s.Replay != nil {
+		t.Fatalf("live start %+v", s)
+	}
+	cases := []struct {
+		since  uint64
+		epoch  string
+		gone   bool
+		replay []uint64
+	}{
+		{12, epoch, false, nil},
+		{9, epoch, false, []uint64{10, 11, 12}},
+		{7, epoch, false, []uint64{8, 9, 10, 11, 12}},
+		{6, epoch, true, nil},  // 7 is no longer kept
+		{13, epoch, true, nil}, // from the future
+		{10, "other", true, nil},
+	}
+	for _, c := range cases {
+		s := start(Resume{Since: c.since, Epoch: c.epoch, HasSince: true})
+		var got []uint64
+		for _, m := range s.Replay {
+			got = append(got, m.Seq)
+		}
+		if s.Gone != c.gone || len(got) != len(c.replay) || (len(got) > 0 && got[0] != c.replay[0]) {
+			t.Errorf("since %d epoch %q: gone %v replay %v; want %v %v", c.since, c.epoch, s.Gone, got, c.gone, c.replay)
+		}
+	}
+	// Past the TTL the history no longer serves a resume.
+	*now = now.Add(2 * time.Minute)
+	if s := start(Resume{Since: 11, Epoch: epoch, HasSince: true}); !s.Gone {
+		t.Fatalf("resume past the TTL: %+v", s)
+	}
+}
+
+func TestSweepForgetsIdleTopicsAndANewEpochFollows(t *testing.T) {
+	b, _, now := newBus(t, Config{HistoryTTL: time.Minute})
+	_, _ = b.Publish("idle", []byte("1"))
+	var held *Topic
+	_ = b.Subscribe("kept", Resume{}, func(t *Topic, _ Start) { held = t })
+	old, _ := b.Topic("idle")
+	if n := b.Sweep(now.Add(30 * time.Second)); n != 0 {
+		t.Fatalf("swept %d topics within the TTL", n)
+	}
+	if n := b.Sweep(now.Add(2 * time.Minute)); n != 1 {
+		t.Fatalf("swept %d topics, want the idle one", n)
+	}
+	if _, ok := b.Topic("kept"); !ok {
+		t.Fatal("a topic with a subscriber was swept")
+	}
+	m, _ := b.Publish("idle", []byte("2"))
+	if m.Seq != 1 || m.Topic.Epoch() == old.Epoch {
+		t.Fatalf("after the sweep: seq %d epoch %s (was %s)", m.Seq, m.Topic.Epoch(), old.Epoch)
+	}
+	b.Unsubscribe(held, func() {})
+	if ti, _ := b.Topic("kept"); ti.Subscribers != 0 {
+		t.Fatalf("subscribers %d after unsubscribe", ti.Subscribers)
+	}
+}
+
+func TestPublishLimits(t *testing.T) {
+	b, r, _ := newBus(t, Config{MaxTopics: 2, MaxDataBytes: 10})
+	if _, err := b.Publish("bad topic", []byte("1")); err == nil {
+		t.Error("invalid topic accepted")
+	}
+	if _, err := b.Publish("a", []byte(`"01234567890"`)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("oversize: %v", err)
+	}
+	_, _ = b.Publish("a", []byte("1"))
+	_, _ = b.Publish("b", []byte("1"))
+	if _, err := b.Publish("c", []byte("1")); !errors.Is(err, ErrTooManyTopic) {
+		t.Errorf("third topic: %v", err)
+	}
+	r.overloaded = true
+	if _, err := b.Publish("a", []byte("2")); !errors.Is(err, ErrOverloaded) {
+		t.Errorf("overloaded: %v", err)
+	}
+	if _, err := b.Broadcast([]byte("2")); !errors.Is(err, ErrOverloaded) {
+		t.Errorf("overloaded broadcast: %v", err)
+	}
+	if ti, _ := b.Topic("a"); ti.LastSeq != 1 {
+		t.Fatalf("refused publishes changed the topic: %+v", ti)
+	}
+}
+
+func TestBroadcastsAreSequencedAndCompressedOnce(t *testing.T) {
+	b, r, _ := newBus(t, Config{})
+	big := []byte(`"` + strings.Repeat("compress me ", 100) + `"`)
+	m1, _ := b.Broadcast([]byte("1"))
+	m2, _ := b.Broadcast(big)
+	if m1.Seq != 1 || m2.Seq != 2 || len(r.broadcasts) != 2 || m1.Topic != nil {
+		t.Fatalf("broadcasts %+v %+v", m1, m2)
+	}
+	if f := m1.FrameFor(true); &f[0] != &m1.Frame[0] {
+		t.Fatal("a tiny message was compressed")
+	}
+	z := m2.FrameFor(true)
+	if &z[0] != &m2.FrameFor(true)[0] || len(z) >= len(m2.Frame) || z[0] != 0xC1 {
+		t.Fatalf("compressed frame: first byte %#x, %d bytes vs %d", z[0], len(z), len(m2.Frame))
+	}
+	payload := append(append([]byte(nil), wire.Payload(z)...), 0, 0, 0xff, 0xff)
+	out, err := io.ReadAll(flate.NewReader(bytes.NewReader(payload)))
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out, wire.Payload(m2.Frame)) {
+		t.Fatalf("inflated to %q", out)
+	}
+}
