@@ -2,8 +2,9 @@ package wire
 
 import "encoding/binary"
 
-// WebSocket opcodes (RFC 6455 §5.2) that the server writes.
+// WebSocket opcodes (RFC 6455 §5.2).
 const (
+	OpCont   byte = 0x0
 	OpText   byte = 0x1
 	OpBinary byte = 0x2
 	OpClose  byte = 0x8

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"github.com/lesismal/nbio"
+
+	"wspush/server/wire"
 )
 
 // Conn is one client connection. It is kept small: a pointer to nbio's
@@ -39,15 +41,6 @@ func (e *CloseError) Error() string {
 
 // ErrProtocol is a frame the client cannot accept.
 var ErrProtocol = errors.New("engine: protocol error")
-
-const (
-	opCont   = 0x0
-	opText   = 0x1
-	opBinary = 0x2
-	opClose  = 0x8
-	opPing   = 0x9
-	opPong   = 0xA
-)
 
 // feed parses data (a read from the socket) into frames. It runs on the
 // connection's owner goroutine (dialer before registration, then poller).
@@ -114,7 +107,7 @@ func (c *Conn) frame(b []byte, now int64, h Handler, maxMsg int) (int, error) {
 	}
 	p := b[hdr:end]
 	switch op {
-	case opText, opBinary:
+	case wire.OpText, wire.OpBinary:
 		if c.fragging {
 			return 0, fmt.Errorf("%w: new message inside a fragmented one", ErrProtocol)
 		}
@@ -124,7 +117,7 @@ func (c *Conn) frame(b []byte, now int64, h Handler, maxMsg int) (int, error) {
 			c.fragging = true
 			c.frag = append(c.frag[:0], p...)
 		}
-	case opCont:
+	case wire.OpCont:
 		if !c.fragging {
 			return 0, fmt.Errorf("%w: continuation without a start", ErrProtocol)
 		}
@@ -137,13 +130,13 @@ func (c *Conn) frame(b []byte, now int64, h Handler, maxMsg int) (int, error) {
 			c.frag, c.fragging = nil, false
 			h.OnMessage(c, msg, now)
 		}
-	case opPing:
+	case wire.OpPing:
 		if !fin || size > 125 {
 			return 0, fmt.Errorf("%w: bad ping", ErrProtocol)
 		}
-		_ = c.write(opPong, p)
-	case opPong:
-	case opClose:
+		_ = c.write(wire.OpPong, p)
+	case wire.OpPong:
+	case wire.OpClose:
 		ce := &CloseError{Code: 1005}
 		if len(p) >= 2 {
 			ce.Code = binary.BigEndian.Uint16(p)
@@ -152,7 +145,7 @@ func (c *Conn) frame(b []byte, now int64, h Handler, maxMsg int) (int, error) {
 		c.closeErr.CompareAndSwap(nil, &errBox{ce})
 		var reply [2]byte
 		binary.BigEndian.PutUint16(reply[:], 1000)
-		_ = c.write(opClose, reply[:])
+		_ = c.write(wire.OpClose, reply[:])
 		return 0, ce
 	default:
 		return 0, fmt.Errorf("%w: opcode %d", ErrProtocol, op)
@@ -161,7 +154,7 @@ func (c *Conn) frame(b []byte, now int64, h Handler, maxMsg int) (int, error) {
 }
 
 // WriteText sends one masked text frame. Safe from any goroutine.
-func (c *Conn) WriteText(payload []byte) error { return c.write(opText, payload) }
+func (c *Conn) WriteText(payload []byte) error { return c.write(wire.OpText, payload) }
 
 func (c *Conn) write(op byte, payload []byte) error {
 	var stack [256]byte
@@ -203,7 +196,7 @@ func (c *Conn) Close() {
 	c.closeErr.CompareAndSwap(nil, &errBox{ErrClosedByClient})
 	var p [2]byte
 	binary.BigEndian.PutUint16(p[:], 1000)
-	_ = c.write(opClose, p[:])
+	_ = c.write(wire.OpClose, p[:])
 	_ = c.nb.Close()
 }
 

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net"
 	"testing"
+
+	"wspush/server/wire"
 )
 
 type nopHandler struct{}
@@ -68,7 +70,7 @@ func TestFeedFragmentsAndPartials(t *testing.T) {
 	// frame with a 16-bit length, fed one byte at a time.
 	var stream []byte
 	stream = append(stream, 0x01, 3, 'h', 'e', 'l')
-	stream = append(stream, 0x80|opPong, 0)
+	stream = append(stream, 0x80|wire.OpPong, 0)
 	stream = append(stream, 0x80, 2, 'l', 'o')
 	big := make([]byte, 200)
 	for i := range big {
