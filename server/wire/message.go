@@ -113,10 +113,18 @@ func ParseClient(b []byte) (ClientMsg, error) {
 		if len(f.ID) > MaxIDBytes {
 			return ClientMsg{}, badRequest("field \"id\" is longer than %d bytes", MaxIDBytes)
 		}
-		if c := f.ID[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
+		switch c := f.ID[0]; {
+		case c == '"':
+			// Re-encode, so that the echo is escaped like every string the
+			// server writes (and safe to show in a page).
+			var id string
+			_ = json.Unmarshal(f.ID, &id)
+			m.ID = AppendString(nil, id)
+		case c == '-' || c >= '0' && c <= '9':
+			m.ID = f.ID
+		default:
 			return ClientMsg{}, badRequest("field \"id\" must be a string or a number")
 		}
-		m.ID = f.ID
 	}
 	switch m.Type {
 	case TypePing:

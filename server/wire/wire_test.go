@@ -103,6 +103,9 @@ func TestParseClient(t *testing.T) {
 	if err != nil || m.Type != TypePing || string(m.ID) != `"a1"` {
 		t.Fatalf("ping: %+v %v", m, err)
 	}
+	if m, err := ParseClient([]byte(`{"type":"ping","id":"<b>\u0041"}`)); err != nil || string(m.ID) != `"\u003cb\u003eA"` {
+		t.Fatalf("string ids are re-escaped: %s %v", m.ID, err)
+	}
 	if m, err := ParseClient([]byte(`{"type":"ping","id":-3.5}`)); err != nil || string(m.ID) != "-3.5" {
 		t.Fatalf("numeric id: %+v %v", m, err)
 	}

@@ -3,6 +3,7 @@ package hub
 import (
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"wspush/server/internal/wheel"
 	"wspush/server/wire"
@@ -31,11 +32,10 @@ type Client struct {
 	shard *shard // set by Register
 	id    uint64
 
-	seq      uint64      // ticks sent; owned by the shard goroutine
-	visits   uint32      // owned by the shard goroutine
-	lastPing int64       // Unix ns; owned by the shard goroutine
-	streams  []streamPos // stream subscriptions; owned by the shard goroutine
-	latest   []latestSub // latest-mode subscriptions; owned by the shard goroutine
+	seq     uint64      // ticks sent; owned by the shard goroutine
+	visits  uint32      // owned by the shard goroutine
+	streams []streamPos // stream subscriptions; owned by the shard goroutine
+	latest  []latestSub // latest-mode subscriptions; owned by the shard goroutine
 
 	// Subs are the client's subscriptions by topic name, owned by the
 	// goroutine handling its messages (nbio runs those, and the close, one
@@ -48,11 +48,23 @@ type Client struct {
 	reason   atomic.Pointer[string] // why it is being closed
 	badRun   atomic.Uint32          // bad messages in a row
 	compress atomic.Bool            // the client negotiated permessage-deflate
+	expires  atomic.Int64           // Unix ns after which the client is closed (its token expired); 0 = never
 }
 
 // SetCompress records that the client negotiated permessage-deflate:
 // published messages then go to it compressed.
 func (c *Client) SetCompress() { c.compress.Store(true) }
+
+// SetExpiry makes the wheel close the client with 1008 "token expired" on
+// its first visit at or after t (so up to one visit period late). The zero
+// time means never. It may be called from any goroutine.
+func (c *Client) SetExpiry(t time.Time) {
+	if t.IsZero() {
+		c.expires.Store(0)
+		return
+	}
+	c.expires.Store(t.UnixNano())
+}
 
 // WheelPos lets the client live in a wheel.
 func (c *Client) WheelPos() *wheel.Pos { return &c.pos }
@@ -79,13 +91,15 @@ func (c *Client) GoodMessage() {
 
 // Send writes one frame. It reports false, writing nothing, when the client
 // is closing or closed, or when the frame would take its unsent bytes over
-// the cap: then the client is dropped as a slow consumer.
+// the cap while earlier bytes are still unsent: then the client is dropped
+// as a slow consumer. (A frame alone may be as large as the cap allows; the
+// server's configuration keeps frames well under it.)
 func (c *Client) Send(frame []byte) bool {
 	if c.state.Load() != stateOpen {
 		return false
 	}
 	n := int64(len(frame))
-	if c.unsent.Add(n) > int64(c.h.cfg.MaxUnsent) {
+	if after := c.unsent.Add(n); after > int64(c.h.cfg.MaxUnsent) && after > n {
 		c.unsent.Add(-n)
 		c.CloseWith(wire.CloseSlowConsumer, "slow consumer", metricsSlow)
 		return false

@@ -115,6 +115,7 @@ type Hub struct {
 	// visit schedule, derived from cfg
 	visitPeriod time.Duration
 	pushEvery   uint32 // push on every pushEvery-th visit; 0 = never
+	pingEvery   uint32 // ping on every pingEvery-th visit; 0 = never
 
 	fans sync.Map // *bus.Topic → *fanout; see topics.go
 
@@ -180,6 +181,11 @@ func (h *Hub) schedule() error {
 		}
 		h.visitPeriod = c.PushInterval / time.Duration(n)
 		h.pushEvery = uint32(n)
+	}
+	if c.PingInterval != Disabled {
+		// Pings count visits, so that wake-up jitter never skips one; they
+		// come at most a ping interval apart.
+		h.pingEvery = uint32(max(1, c.PingInterval/h.visitPeriod))
 	}
 	if h.visitPeriod < c.Resolution {
 		h.cfg.Resolution = h.visitPeriod

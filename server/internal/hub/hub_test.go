@@ -105,6 +105,13 @@ func TestScheduleCutsThePushIntervalForKeepalive(t *testing.T) {
 		{10 * time.Second, Disabled, Disabled, 10 * time.Second, 1},
 	} {
 		h := newHub(t, Config{PushInterval: c.push, PingInterval: c.ping, IdleTimeout: c.idle})
+		wantPing := uint32(0)
+		if c.ping != Disabled {
+			wantPing = uint32(max(1, c.ping/c.period))
+		}
+		if h.pingEvery != wantPing || (c.ping == 30*time.Second && time.Duration(h.pingEvery)*h.visitPeriod > 30*time.Second) {
+			t.Errorf("push %v ping %v: a ping every %d visits of %v", c.push, c.ping, h.pingEvery, h.visitPeriod)
+		}
 		if h.visitPeriod != c.period || h.pushEvery != c.every {
 			t.Errorf("push %v ping %v idle %v: period %v every %d, want %v %d", c.push, c.ping, c.idle, h.visitPeriod, h.pushEvery, c.period, c.every)
 		}

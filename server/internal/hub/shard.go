@@ -127,6 +127,10 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 		if c.state.Load() != stateOpen {
 			continue
 		}
+		if exp := c.expires.Load(); exp != 0 && now >= exp {
+			c.CloseWith(wire.ClosePolicy, "token expired", metrics.ClosedExpired)
+			continue
+		}
 		c.visits++
 		if h.pushEvery != 0 && c.visits%h.pushEvery == 0 {
 			c.seq++
@@ -134,7 +138,7 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 			if len(c.latest) == 0 {
 				buf = append(buf, '}')
 			} else {
-				buf = appendLatest(buf, c)
+				buf = appendLatest(buf, c, cfg.MaxUnsent/2)
 			}
 			s.buf = buf
 			frame := wire.EndFrame(buf, wire.OpText)
@@ -148,12 +152,9 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 			c.CloseWith(wire.CloseGoingAway, "idle timeout", metrics.ClosedIdle)
 			continue
 		}
-		if cfg.PingInterval != Disabled && now-c.lastPing >= int64(cfg.PingInterval) {
-			if c.lastPing != 0 && c.Send(pingFrame) {
-				s.frames++
-				s.bytes += uint64(len(pingFrame))
-			}
-			c.lastPing = now
+		if h.pingEvery != 0 && c.visits%h.pingEvery == 0 && c.Send(pingFrame) {
+			s.frames++
+			s.bytes += uint64(len(pingFrame))
 		}
 	}
 	s.flush()

@@ -260,14 +260,21 @@ func (s *shard) removeStream(c *Client, t *bus.Topic) {
 }
 
 // appendLatest adds the "topics" of c's latest-mode subscriptions that
-// changed since its last tick to an open tick payload, and closes it.
-func appendLatest(buf []byte, c *Client) []byte {
+// changed since its last tick to an open tick payload, and closes it. Once
+// the payload passes budget bytes, the remaining changes wait for the next
+// tick, so that one tick stays well under the client's write cap.
+func appendLatest(buf []byte, c *Client, budget int) []byte {
 	open := false
-	for i := range c.latest {
-		l := &c.latest[i]
+	start := len(buf)
+	off := int(c.visits) % len(c.latest) // rotate, so no topic starves behind the budget
+	for j := range c.latest {
+		l := &c.latest[(off+j)%len(c.latest)]
 		m := l.t.Latest()
 		if m == nil || m.Seq <= l.sent {
 			continue
+		}
+		if open && len(buf)-start+len(m.Data)+len(l.t.Name())+40 > budget {
+			break
 		}
 		if open {
 			buf = append(buf, ',')

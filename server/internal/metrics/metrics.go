@@ -27,18 +27,26 @@ const (
 	ClosedProtocol   = "protocol"      // an RFC 6455 violation
 	ClosedShutdown   = "shutdown"      // drained on shutdown
 	ClosedWriteError = "write_error"   // a write to the socket failed
+	ClosedExpired    = "token_expired" // the client's JWT expired
+	ClosedRateLimit  = "rate_limit"    // the client sent messages too fast
 )
 
-var closeReasons = []string{ClosedByClient, ClosedIdle, ClosedSlow, ClosedBadInput, ClosedTooBig, ClosedProtocol, ClosedShutdown, ClosedWriteError}
+var closeReasons = []string{ClosedByClient, ClosedIdle, ClosedSlow, ClosedBadInput, ClosedTooBig, ClosedProtocol, ClosedShutdown, ClosedWriteError,
+	ClosedExpired, ClosedRateLimit}
 
 // Reasons an upgrade was refused.
 const (
 	UpgradeMaxConns     = "max_conns"
 	UpgradeBadHandshake = "bad_handshake"
 	UpgradeShuttingDown = "shutting_down"
+	UpgradeUnauthorized = "unauthorized" // no valid JWT (HTTP 401)
+	UpgradeBadOrigin    = "bad_origin"   // Origin not allowed (HTTP 403)
+	UpgradeAcceptRate   = "accept_rate"  // over -accept-rate (HTTP 503)
+	UpgradePerIP        = "per_ip"       // over -max-conns-per-ip (HTTP 503)
 )
 
-var upgradeReasons = []string{UpgradeMaxConns, UpgradeBadHandshake, UpgradeShuttingDown}
+var upgradeReasons = []string{UpgradeMaxConns, UpgradeBadHandshake, UpgradeShuttingDown,
+	UpgradeUnauthorized, UpgradeBadOrigin, UpgradeAcceptRate, UpgradePerIP}
 
 // Metrics is one server's metric set.
 type Metrics struct {
@@ -59,6 +67,15 @@ type Metrics struct {
 	TickLag *vm.PrometheusHistogram
 	// SlotsBehind counts wheel slots visited late (more than one per wake-up).
 	SlotsBehind *vm.Counter
+
+	users func() int64 // distinct authenticated users; nil without auth
+}
+
+// SetUsers reports distinct authenticated users (the JWT sub) through f, as
+// the gauge wspush_users and "users" in /v1/stats. Call it before serving.
+func (m *Metrics) SetUsers(f func() int64) {
+	m.users = f
+	m.set.NewGauge("wspush_users", func() float64 { return float64(f()) })
 }
 
 // New returns a metric set; conns reports the current connection count.
@@ -136,6 +153,7 @@ type Stats struct {
 	BytesOut          uint64            `json:"bytes_out"`
 	BadMessages       uint64            `json:"bad_messages"`
 	WheelSlotsLate    uint64            `json:"wheel_slots_late"`
+	Users             *int64            `json:"users,omitempty"` // distinct JWT subs connected, with auth on
 	Goroutines        int               `json:"goroutines"`
 	HeapBytes         uint64            `json:"heap_bytes"`
 }
@@ -161,6 +179,10 @@ func (m *Metrics) Snapshot(conns int64) Stats {
 		WheelSlotsLate:    m.SlotsBehind.Get(),
 		Goroutines:        runtime.NumGoroutine(),
 		HeapBytes:         ms.HeapAlloc,
+	}
+	if m.users != nil {
+		u := m.users()
+		st.Users = &u
 	}
 	for r, c := range m.closed {
 		st.Closed[r] = c.Get()

@@ -94,17 +94,18 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) (int, er
 	return 0, nil
 }
 
-func (a *API) check(p PublishRequest) error {
+// check validates one publish; it returns the HTTP status for a failure.
+func (a *API) check(p PublishRequest) (int, error) {
 	if err := wire.ValidTopic(p.Topic); err != nil {
-		return err
+		return http.StatusBadRequest, err
 	}
 	if len(p.Data) == 0 {
-		return errors.New(`missing field "data"`)
+		return http.StatusBadRequest, errors.New(`missing field "data"`)
 	}
 	if len(p.Data) > a.b.MaxDataBytes() {
-		return fmt.Errorf("data is %d bytes, over the %d-byte cap", len(p.Data), a.b.MaxDataBytes())
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("data is %d bytes, over the %d-byte cap", len(p.Data), a.b.MaxDataBytes())
 	}
-	return nil
+	return 0, nil
 }
 
 // status maps a bus error to an HTTP status.
@@ -127,8 +128,8 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		fail(w, code, "%v", err)
 		return
 	}
-	if err := a.check(p); err != nil {
-		fail(w, http.StatusBadRequest, "%v", err)
+	if code, err := a.check(p); err != nil {
+		fail(w, code, "%v", err)
 		return
 	}
 	m, err := a.b.Publish(p.Topic, p.Data)
@@ -167,8 +168,8 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i, p := range req.Messages {
-		if err := a.check(p); err != nil {
-			fail(w, http.StatusBadRequest, "message %d: %v", i, err)
+		if code, err := a.check(p); err != nil {
+			fail(w, code, "message %d: %v", i, err)
 			return
 		}
 	}
@@ -177,7 +178,9 @@ func (a *API) batch(w http.ResponseWriter, r *http.Request) {
 		m, err := a.b.Publish(p.Topic, p.Data)
 		if err != nil {
 			resp.Error = err.Error()
-			w.Header().Set("Retry-After", "1")
+			if errors.Is(err, bus.ErrOverloaded) {
+				w.Header().Set("Retry-After", "1")
+			}
 			admin.WriteJSON(w, status(err), resp)
 			return
 		}
@@ -208,6 +211,9 @@ func (a *API) broadcast(w http.ResponseWriter, r *http.Request) {
 	}
 	m, err := a.b.Broadcast(req.Data)
 	if err != nil {
+		if errors.Is(err, bus.ErrOverloaded) {
+			w.Header().Set("Retry-After", "1")
+		}
 		fail(w, status(err), "%v", err)
 		return
 	}
