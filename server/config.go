@@ -10,9 +10,11 @@ import (
 	"time"
 
 	"wspush/server/internal/admin"
+	"wspush/server/internal/auth"
 	"wspush/server/internal/bus"
 	"wspush/server/internal/gateway"
 	"wspush/server/internal/hub"
+	"wspush/server/internal/natsbus"
 )
 
 // Config is everything the flags set.
@@ -25,6 +27,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	Profile         string
 	ProfileDir      string
+	NATS            natsbus.Config
+	AdminToken      string
 }
 
 var profileModes = []string{"cpu", "mem", "alloc", "block", "mutex", "trace", "goroutine"}
@@ -58,8 +62,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.DurationVar(&ping, "ping-interval", hub.DefaultPingInterval, "WebSocket ping period per client; 0 disables pings")
 	fs.DurationVar(&idle, "idle-timeout", hub.DefaultIdleTimeout, "close a client from which nothing arrived for this long; 0 disables")
 	fs.IntVar(&maxConns, "max-conns", 0, "connection cap, over it upgrades get HTTP 503; 0 = no cap but the file limit")
-	fs.Var(&maxMsg, "max-message-bytes", "largest inbound message (bytes, or with KiB/MiB); larger ones close with 1009")
-	fs.Var(&maxWrite, "max-write-buffer", "cap on a client's unsent bytes (bytes, or with KiB/MiB); over it the client is dropped as slow (4008)")
+	fs.Var(&maxMsg, "max-message-bytes", "largest inbound message (bytes, or with KiB/MiB/GiB); larger ones close with 1009")
+	fs.Var(&maxWrite, "max-write-buffer", "cap on a client's unsent bytes (bytes, or with KiB/MiB/GiB); over it the client is dropped as slow (4008)")
 	fs.IntVar(&maxBad, "max-bad-messages", gateway.DefaultMaxBadMessages, "bad messages in a row before a client is closed with 1008")
 	fs.IntVar(&drainRate, "drain-rate", 10_000, "closes per second when draining on shutdown")
 	fs.DurationVar(&shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest wait for clients to leave on shutdown")
@@ -71,9 +75,28 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.IntVar(&histSize, "history-size", bus.DefaultHistorySize, "messages each topic keeps for resume")
 	fs.DurationVar(&histTTL, "history-ttl", bus.DefaultHistoryTTL, "how long a message stays in a topic's history")
 	fs.IntVar(&maxTop, "max-topics", bus.DefaultMaxTopics, "cap on the number of topics")
-	fs.Var(&maxPub, "max-publish-bytes", "largest published value (bytes, or with KiB/MiB)")
+	fs.Var(&maxPub, "max-publish-bytes", "largest published value (bytes, or with KiB/MiB/GiB)")
 	fs.StringVar(&c.Profile, "profile", "", "whole-run profile written on shutdown: "+strings.Join(profileModes, "|"))
 	fs.StringVar(&c.ProfileDir, "profile-dir", ".", "directory for -profile output")
+	// Security and admission control (docs/security.md).
+	var (
+		jwtSecret, jwtKey, jwtIss, jwtAud, origins, tlsCert, tlsKey string
+		perIP, acceptRate, acceptBurst, msgRate, msgBurst           int
+	)
+	fs.StringVar(&jwtSecret, "jwt-secret", "", "HS256 secret (≥ 32 bytes): upgrades need a valid JWT (prefer WSPUSH_JWT_SECRET to the flag)")
+	fs.StringVar(&jwtKey, "jwt-public-key", "", "PEM file with an RS256 (RSA) or ES256 (P-256) public key: upgrades need a valid JWT")
+	fs.StringVar(&jwtIss, "jwt-issuer", "", "with JWT auth, the iss every token must carry (optional)")
+	fs.StringVar(&jwtAud, "jwt-audience", "", "with JWT auth, an aud every token must carry (optional)")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for every admin route but /healthz; required when -admin-addr is not loopback (prefer WSPUSH_ADMIN_TOKEN)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser origins allowed to connect (scheme://host[:port], or *); default: the Host header's own origin")
+	fs.IntVar(&perIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "connections from one IP address, over it upgrades get HTTP 429; 0 = no cap")
+	fs.IntVar(&acceptRate, "accept-rate", gateway.DefaultAcceptRate, "upgrades per second, whole server; over it HTTP 503 with Retry-After; 0 = no limit")
+	fs.IntVar(&acceptBurst, "accept-burst", 0, "burst for -accept-rate; 0 = one second's worth")
+	fs.IntVar(&msgRate, "max-msg-rate", gateway.DefaultMaxMsgRate, "inbound messages per second per connection; over it close 1008 \"rate limit\"; 0 = no limit")
+	fs.IntVar(&msgBurst, "max-msg-burst", 0, "burst for -max-msg-rate; 0 = twice the rate")
+	fs.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for wss:// on -addr; needs -tls-key")
+	fs.StringVar(&tlsKey, "tls-key", "", "PEM private key for -tls-cert")
+	setCluster := clusterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(out)
@@ -110,6 +133,18 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	c.Bus = bus.Config{HistorySize: histSize, HistoryTTL: histTTL, MaxTopics: maxTop, MaxDataBytes: int(maxPub)}
 	c.Hub = hub.Config{PushInterval: orDisabled(push), PushText: pushText, PingInterval: orDisabled(ping),
 		IdleTimeout: orDisabled(idle), MaxUnsent: int(maxWrite), Shards: shards}
+	if perIP < 0 || acceptRate < 0 || msgRate < 0 {
+		return c, fmt.Errorf("wspush: -max-conns-per-ip, -accept-rate and -max-msg-rate must not be negative")
+	}
+	g := &c.Gateway
+	g.Auth = auth.Config{Secret: jwtSecret, PublicKeyFile: jwtKey, Issuer: jwtIss, Audience: jwtAud}
+	if origins != "" {
+		g.AllowedOrigins = strings.Split(origins, ",")
+	}
+	g.MaxConnsPerIP, g.AcceptRate, g.MaxMsgRate = offIfZero(perIP), offIfZero(acceptRate), offIfZero(msgRate)
+	g.AcceptBurst, g.MaxMsgBurst = acceptBurst, msgBurst
+	g.TLSCertFile, g.TLSKeyFile = tlsCert, tlsKey
+	setCluster(&c)
 	return c, c.validate()
 }
 
@@ -128,6 +163,8 @@ func (c Config) validate() error {
 	}
 	if c.Hub.MaxUnsent < 1024 {
 		errs = append(errs, fmt.Errorf("-max-write-buffer must be at least 1KiB"))
+	} else if c.Bus.MaxDataBytes+1024 > c.Hub.MaxUnsent/2 {
+		errs = append(errs, fmt.Errorf("-max-publish-bytes (%d) plus framing must fit in half of -max-write-buffer (%d), or one message would drop its readers as slow", c.Bus.MaxDataBytes, c.Hub.MaxUnsent))
 	}
 	if c.Gateway.MaxSubs < 1 || c.Bus.HistorySize < 1 || c.Bus.MaxTopics < 1 {
 		errs = append(errs, fmt.Errorf("-max-subs, -history-size and -max-topics must be at least 1"))
@@ -147,6 +184,8 @@ func (c Config) validate() error {
 	if c.Hub.Shards < 0 || c.Gateway.Pollers < 0 {
 		errs = append(errs, fmt.Errorf("-shards and -pollers must not be negative"))
 	}
+	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, c.validateCluster()...)
 	if c.Profile != "" && !contains(profileModes, c.Profile) {
 		errs = append(errs, fmt.Errorf("-profile must be one of %s", strings.Join(profileModes, "|")))
 	}
@@ -158,6 +197,45 @@ func (c Config) validate() error {
 		return fmt.Errorf("wspush: %s", strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+func (c Config) validateSecurity() []error {
+	var errs []error
+	g := c.Gateway
+	if c.AdminToken == "" && !admin.IsLoopback(orString(c.AdminAddr, admin.DefaultAddr)) {
+		errs = append(errs, fmt.Errorf("-admin-addr %s is not loopback: set -admin-token (or WSPUSH_ADMIN_TOKEN)", c.AdminAddr))
+	}
+	if g.Auth.Secret != "" && g.Auth.PublicKeyFile != "" {
+		errs = append(errs, fmt.Errorf("set -jwt-secret or -jwt-public-key, not both"))
+	}
+	if g.Auth.Secret != "" && len(g.Auth.Secret) < auth.MinSecretBytes {
+		errs = append(errs, fmt.Errorf("-jwt-secret must be at least %d bytes", auth.MinSecretBytes))
+	}
+	if !g.Auth.Enabled() && (g.Auth.Issuer != "" || g.Auth.Audience != "") {
+		errs = append(errs, fmt.Errorf("-jwt-issuer and -jwt-audience need -jwt-secret or -jwt-public-key"))
+	}
+	if (g.TLSCertFile == "") != (g.TLSKeyFile == "") {
+		errs = append(errs, fmt.Errorf("-tls-cert and -tls-key go together"))
+	}
+	if g.AcceptBurst < 0 || g.MaxMsgBurst < 0 {
+		errs = append(errs, fmt.Errorf("-accept-burst and -max-msg-burst must not be negative"))
+	}
+	return errs
+}
+
+// offIfZero maps a flag's 0 ("no limit") to a Config's negative value.
+func offIfZero(v int) int {
+	if v == 0 {
+		return -1
+	}
+	return v
+}
+
+func orString(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func contains(list []string, s string) bool {

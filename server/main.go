@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	"wspush/server/internal/gateway"
 	"wspush/server/internal/hub"
 	"wspush/server/internal/metrics"
+	"wspush/server/internal/natsbus"
 	"wspush/server/internal/pubapi"
 	"wspush/server/wire"
 )
@@ -59,15 +62,26 @@ func run(cfg Config, logOut io.Writer) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
+	var failed error
 	select {
 	case s := <-sig:
 		log.Info("shutting down", "signal", s.String(), "clients", n.hub.Len(), "drain_rate", cfg.DrainRate)
 	case err := <-n.adminErr:
 		log.Error("admin listener failed", "err", err)
+		failed = err
 	}
-	left := n.shutdown(cfg)
+	// A second signal cuts the drain short.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		if s, ok := <-sig; ok {
+			log.Info("second signal: closing the remaining clients now", "signal", s.String())
+			cancel()
+		}
+	}()
+	left := n.shutdownCtx(ctx, cfg)
 	log.Info("stopped", "clients_left_at_timeout", left)
-	return nil
+	return failed
 }
 
 func profileMode(name string) func(*profile.Profile) {
@@ -95,10 +109,21 @@ type node struct {
 	m        *metrics.Metrics
 	hub      *hub.Hub
 	bus      *bus.Bus
+	cluster  *natsbus.Bus // nil unless -nats
 	gw       *gateway.Gateway
 	admin    *admin.Server
 	hubDone  chan struct{}
 	adminErr chan error
+	draining atomic.Bool
+	stopOnce sync.Once
+	left     int64 // clients left when the drain ended; set by shutdown
+}
+
+// busAPI is what the gateway and the publish API are given: the in-memory
+// bus, or the NATS-backed one in a cluster.
+type busAPI interface {
+	gateway.Bus
+	pubapi.Bus
 }
 
 // start wires and starts a server; it returns once both listeners are up.
@@ -118,16 +143,30 @@ func start(cfg Config) (*node, error) {
 		maxUnsent = hub.DefaultMaxUnsent
 	}
 	n.bus = bus.New(cfg.Bus, h)
-	if n.gw, err = gateway.New(gcfg, h, n.bus, n.m, maxUnsent); err != nil {
+	var api busAPI = n.bus
+	if cfg.NATS.URLs != "" {
+		if n.cluster, err = natsbus.New(cfg.NATS, n.bus, h, n.m.Set()); err != nil {
+			return nil, fmt.Errorf("wspush: %w", err)
+		}
+		api = n.cluster
+	}
+	if n.gw, err = gateway.New(gcfg, h, api, n.m, maxUnsent); err != nil {
+		n.closeCluster()
 		return nil, fmt.Errorf("wspush: %w", err)
 	}
 	n.admin = admin.New(n.m, h.Len, n.healthy)
-	pubapi.Register(n.admin, n.bus)
+	n.admin.SetToken(cfg.AdminToken)
+	if n.gw.AuthEnabled() {
+		n.m.SetUsers(n.gw.Users)
+	}
+	pubapi.Register(n.admin, api)
 	if err := n.admin.Listen(cfg.AdminAddr); err != nil {
+		n.closeCluster()
 		return nil, fmt.Errorf("wspush: %w", err)
 	}
 	if err := n.gw.Start(); err != nil {
 		_ = n.admin.Shutdown(context.Background())
+		n.closeCluster()
 		return nil, fmt.Errorf("wspush: %w", err)
 	}
 	go func() {
@@ -146,28 +185,48 @@ func start(cfg Config) (*node, error) {
 var errDraining = errors.New("draining for shutdown")
 
 func (n *node) healthy() error {
-	select {
-	case <-n.hubDone:
+	if n.draining.Load() {
 		return errDraining
-	default:
+	}
+	if n.cluster != nil {
+		return n.cluster.Healthy()
 	}
 	return nil
+}
+
+func (n *node) closeCluster() {
+	if n.cluster != nil {
+		n.cluster.Close()
+	}
 }
 
 // shutdown stops accepting, closes every client with 1001 at the drain
 // rate, waits up to the shutdown timeout, then stops everything. It returns
 // how many clients were still connected when the timeout ran out.
-func (n *node) shutdown(cfg Config) int64 {
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+func (n *node) shutdown(cfg Config) int64 { return n.shutdownCtx(context.Background(), cfg) }
+
+// shutdownCtx is shutdown where cancelling ctx (a second signal) cuts the
+// drain short.
+func (n *node) shutdownCtx(ctx context.Context, cfg Config) int64 {
+	n.stopOnce.Do(func() { n.left = n.stop(ctx, cfg) })
+	return n.left
+}
+
+func (n *node) stop(ctx context.Context, cfg Config) int64 {
+	n.draining.Store(true)
+	drainCtx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
 	defer cancel()
 	n.gw.StopAccepting()
-	_ = n.hub.Drain(ctx, cfg.DrainRate, wire.CloseGoingAway, "server shutting down")
+	_ = n.hub.Drain(drainCtx, cfg.DrainRate, wire.CloseGoingAway, "server shutting down")
 	left := n.hub.Len()
-	closeCtx, cancelClose := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancelClose()
-	_ = n.gw.Shutdown(closeCtx)
+	gwCtx, cancelGW := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelGW()
+	_ = n.gw.Shutdown(gwCtx)
 	n.hub.Stop()
 	<-n.hubDone
-	_ = n.admin.Shutdown(closeCtx)
+	n.closeCluster()
+	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelAdmin()
+	_ = n.admin.Shutdown(adminCtx)
 	return left
 }

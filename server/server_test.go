@@ -223,12 +223,12 @@ func TestAdminEndpoints(t *testing.T) {
 }
 
 func TestConfigFromEnvAndBadValues(t *testing.T) {
-	env := map[string]string{"WSPUSH_PUSH_INTERVAL": "2s", "WSPUSH_MAX_CONNS": "7", "WSPUSH_MAX_WRITE_BUFFER": "64KiB"}
+	env := map[string]string{"WSPUSH_PUSH_INTERVAL": "2s", "WSPUSH_MAX_CONNS": "7", "WSPUSH_MAX_WRITE_BUFFER": "1MiB"}
 	cfg, err := parseConfig([]string{"-max-conns", "9"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Hub.PushInterval != 2*time.Second || cfg.Gateway.MaxConns != 9 || cfg.Hub.MaxUnsent != 64<<10 {
+	if cfg.Hub.PushInterval != 2*time.Second || cfg.Gateway.MaxConns != 9 || cfg.Hub.MaxUnsent != 1<<20 {
 		t.Fatalf("config %+v", cfg)
 	}
 	for _, args := range [][]string{{"-push-interval", "x"}, {"-push-interval", "1ms"}, {"-max-write-buffer", "12parsecs"},

@@ -3,19 +3,26 @@
 // the WebSocket port carries nothing but clients. Other packages add their
 // routes (the publish API) with Handle.
 //
+// With a token (SetToken), every route but /healthz needs the header
+// "Authorization: Bearer <token>"; the comparison is constant-time.
+//
 // Concurrency: handlers run on net/http's goroutines and only read shared
 // state through the callbacks they are given, which must be safe for
-// concurrent use. Serve returns when the server is shut down.
+// concurrent use. SetToken and Handle are called before Serve. Serve
+// returns when the server is shut down.
 package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"wspush/server/internal/metrics"
@@ -32,6 +39,7 @@ type Server struct {
 	m       *metrics.Metrics
 	conns   func() int64
 	healthy func() error
+	token   *[sha256.Size]byte // SHA-256 of the admin token; nil: no token
 }
 
 // New returns an admin server. conns reports the connection count; healthy
@@ -51,8 +59,54 @@ func New(m *metrics.Metrics, conns func() int64, healthy func() error) *Server {
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}
 	return s
+}
+
+// SetToken requires token as a bearer token on every route but /healthz;
+// "" requires none.
+func (s *Server) SetToken(token string) {
+	if token == "" {
+		s.token = nil
+		return
+	}
+	sum := sha256.Sum256([]byte(token))
+	s.token = &sum
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if s.token != nil && r.URL.Path != "/healthz" && !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wspush-admin"`)
+		WriteJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin token required (Authorization: Bearer <token>)"})
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// authorized compares the request's bearer token with the admin token in
+// constant time (over SHA-256 digests, so the length does not leak either).
+func (s *Server) authorized(r *http.Request) bool {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1
+}
+
+// IsLoopback reports whether a listen address binds loopback only: an IP
+// in 127.0.0.0/8 or ::1, or "localhost". An empty host (every interface) or
+// any other name is not.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Handle adds a route.

@@ -81,6 +81,10 @@ type Message struct {
 	// Frame is the whole WebSocket frame of the msg, encoded once and
 	// written as is to every subscriber.
 	Frame []byte
+	// Notice, when set, goes to stream subscribers before Frame: a
+	// subscribed frame telling them the topic's new epoch (and
+	// history_gone if this node missed messages). See Apply.
+	Notice []byte
 
 	deflateOnce sync.Once
 	deflated    []byte
@@ -107,10 +111,10 @@ func (m *Message) FrameFor(deflate bool) []byte {
 // Topic is one topic's state.
 type Topic struct {
 	name   string
-	epoch  string
 	latest atomic.Pointer[Message] // newest message, read lock-free
 
 	mu      sync.Mutex
+	epoch   string
 	seq     uint64
 	hist    []*Message // ring of the last HistorySize messages
 	head    int        // index of the oldest in hist
@@ -125,7 +129,11 @@ func (t *Topic) Name() string { return t.name }
 
 // Epoch returns the topic's history incarnation: it changes when the
 // history is lost (a restart, or the topic was swept while idle).
-func (t *Topic) Epoch() string { return t.epoch }
+func (t *Topic) Epoch() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.epoch
+}
 
 // Latest returns the topic's newest message, or nil.
 func (t *Topic) Latest() *Message { return t.latest.Load() }
@@ -138,8 +146,9 @@ type Bus struct {
 	mu     sync.RWMutex
 	topics map[string]*Topic
 
-	bmu      sync.Mutex // serializes broadcasts
+	bmu      sync.Mutex // serializes broadcasts; guards bseq and bepoch
 	bseq     uint64
+	bepoch   string
 	now      func() time.Time
 	messages atomic.Uint64
 }
@@ -219,16 +228,73 @@ func (b *Bus) Publish(topic string, data []byte) (*Message, error) {
 		return nil, err
 	}
 	defer t.mu.Unlock()
-	now := b.now().UnixNano()
-	t.seq++
-	m := &Message{Topic: t, Seq: t.seq, TS: now, Data: data}
-	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(topic)+len(data))), topic, m.Seq, now, data), wire.OpText)
+	return b.append(t, t.seq+1, b.now().UnixNano(), data, nil), nil
+}
+
+// append records and delivers message seq of t; t's lock is held.
+func (b *Bus) append(t *Topic, seq uint64, ts int64, data, notice []byte) *Message {
+	t.seq = seq
+	m := &Message{Topic: t, Seq: seq, TS: ts, Data: data, Notice: notice}
+	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(t.name)+len(data))), t.name, seq, ts, data), wire.OpText)
 	t.remember(m, b.cfg.HistorySize)
-	t.lastPub = now
+	t.lastPub = ts
 	t.latest.Store(m)
 	b.messages.Add(1)
 	b.local.Deliver(m)
-	return m, nil
+	return m
+}
+
+// Apply records and delivers a message sequenced elsewhere (by a cluster
+// bus): seq in incarnation epoch of topic, accepted at ts. Messages must
+// come in order; a repeat is ignored. A new epoch, or a gap (messages this
+// node never saw, e.g. expired before it started), starts the topic's local
+// history afresh at seq, so that a resume from before it is answered with
+// history_gone rather than a silent gap; live subscribers are told with a
+// subscribed frame carrying the new epoch (and history_gone when messages
+// were missed) before the message.
+func (b *Bus) Apply(topic, epoch string, seq uint64, ts int64, data []byte) error {
+	t, err := b.lock(topic, true)
+	if err != nil {
+		return err
+	}
+	defer t.mu.Unlock()
+	if t.epoch == epoch && seq <= t.seq {
+		return nil // seen
+	}
+	var notice []byte
+	if t.epoch != epoch || seq != t.seq+1 {
+		// Messages were missed unless this is a fresh topic's first one.
+		gone := t.epoch == epoch || t.seq > 0 || seq != 1
+		t.epoch = epoch
+		clear(t.hist)
+		t.hist, t.head, t.n = t.hist[:0], 0, 0
+		notice = wire.EndFrame(wire.AppendSubscribed(wire.BeginFrame(nil), topic, wire.ModeStream, seq-1, epoch, gone, nil), wire.OpText)
+	}
+	b.append(t, seq, ts, data, notice)
+	return nil
+}
+
+// ApplyBroadcast delivers a broadcast sequenced elsewhere, in incarnation
+// epoch of the broadcast sequence; a repeat is ignored.
+func (b *Bus) ApplyBroadcast(epoch string, seq uint64, ts int64, data []byte) {
+	b.bmu.Lock()
+	defer b.bmu.Unlock()
+	if epoch == b.bepoch && seq <= b.bseq {
+		return
+	}
+	b.bepoch, b.bseq = epoch, seq
+	b.broadcast(seq, ts, data)
+}
+
+// Last returns the topic's last seq and its epoch ("" when there is no
+// such topic here).
+func (b *Bus) Last(topic string) (uint64, string) {
+	t, _ := b.lock(topic, false)
+	if t == nil {
+		return 0, ""
+	}
+	defer t.mu.Unlock()
+	return t.seq, t.epoch
 }
 
 func (t *Topic) remember(m *Message, size int) {
@@ -253,12 +319,16 @@ func (b *Bus) Broadcast(data []byte) (*Message, error) {
 	b.bmu.Lock()
 	defer b.bmu.Unlock()
 	b.bseq++
-	now := b.now().UnixNano()
-	m := &Message{Seq: b.bseq, TS: now, Data: data}
-	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(data))), wire.BroadcastTopic, m.Seq, now, data), wire.OpText)
+	return b.broadcast(b.bseq, b.now().UnixNano(), data), nil
+}
+
+// broadcast encodes and delivers a broadcast; bmu is held.
+func (b *Bus) broadcast(seq uint64, ts int64, data []byte) *Message {
+	m := &Message{Seq: seq, TS: ts, Data: data}
+	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(data))), wire.BroadcastTopic, seq, ts, data), wire.OpText)
 	b.messages.Add(1)
 	b.local.Broadcast(m)
-	return m, nil
+	return m
 }
 
 // Resume asks for the messages after Since of incarnation Epoch.

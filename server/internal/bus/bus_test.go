@@ -85,7 +85,7 @@ func TestResumeFromHistory(t *testing.T) {
 	var epoch string
 	start := func(r Resume) Start {
 		var s Start
-		if err := b.Subscribe("h", r, func(t *Topic, st Start) { s, epoch = st, t.Epoch() }); err != nil {
+		if err := b.Subscribe("h", r, func(_ *Topic, st Start) { s, epoch = st, st.Epoch }); err != nil {
 			t.Fatal(err)
 		}
 		return s

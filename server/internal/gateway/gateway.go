@@ -30,6 +30,7 @@ import (
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 
+	"wspush/server/internal/auth"
 	"wspush/server/internal/bus"
 	"wspush/server/internal/hub"
 	"wspush/server/internal/metrics"
@@ -68,6 +69,29 @@ type Config struct {
 	// takeover); published messages then go compressed to clients that
 	// accept it, each compressed once for all of them.
 	Compression bool
+
+	// Access control (access.go, docs/security.md). For the numbers, 0
+	// means the default and a negative value means no limit.
+
+	// Auth, when enabled, requires a valid JWT to upgrade (HTTP 401 if not).
+	Auth auth.Config
+	// AllowedOrigins are the browser origins that may upgrade: exact
+	// "scheme://host[:port]", or "*". Empty: the Host header's own origin.
+	// Requests without an Origin header (not browsers) always pass.
+	AllowedOrigins []string
+	// MaxConnsPerIP caps connections from one IP address (default 1000);
+	// over it an upgrade gets HTTP 429.
+	MaxConnsPerIP int
+	// AcceptRate caps upgrades per second over the whole server (default
+	// 5000), with bursts of AcceptBurst (default: one second's worth); over
+	// it an upgrade gets HTTP 503 with Retry-After.
+	AcceptRate, AcceptBurst int
+	// MaxMsgRate caps each connection's inbound messages per second
+	// (default 100), with bursts of MaxMsgBurst (default twice the rate);
+	// over it the connection is closed with 1008 "rate limit".
+	MaxMsgRate, MaxMsgBurst int
+	// TLSCertFile and TLSKeyFile, both set, make the listener wss:// only.
+	TLSCertFile, TLSKeyFile string
 }
 
 // Bus is what the gateway needs of the message bus.
@@ -98,6 +122,7 @@ type Gateway struct {
 	engine   *nbhttp.Engine
 	ln       *listener
 	upgrader *websocket.Upgrader
+	acc      *access
 	reserved atomic.Int64
 	draining atomic.Bool
 	handoff  atomic.Uint64 // see New
@@ -126,11 +151,23 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 		return nil, fmt.Errorf("gateway: max conns %d is negative", cfg.MaxConns)
 	}
 	g := &Gateway{cfg: cfg, hub: h, bus: b, m: m}
+	var err error
+	if g.acc, err = newAccess(&cfg); err != nil {
+		return nil, err
+	}
+	tlsConf, err := tlsConfig(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	addrs, addrsTLS := []string{cfg.Addr}, []string(nil)
+	if tlsConf != nil {
+		addrs, addrsTLS = nil, addrs
+	}
 	g.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	logging.SetLevel(logging.LevelError)
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", g.upgrade)
+	mux.HandleFunc("/ws", g.guardHandshake(g.upgrade)) // guard.go
 	if cfg.Page != nil {
 		mux.Handle("/{$}", cfg.Page)
 	}
@@ -140,13 +177,16 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 	}
 	g.engine = nbhttp.NewEngine(nbhttp.Config{
 		Network:            "tcp",
-		Addrs:              []string{cfg.Addr},
+		Addrs:              addrs,
+		AddrsTLS:           addrsTLS,
+		TLSConfig:          tlsConf,
 		Listen:             g.listen,
 		IOMod:              nbhttp.IOModNonBlocking,
 		NPoller:            pollers,
 		MaxWriteBufferSize: maxUnsent + writeSlack,
 		Handler:            mux,
 	})
+	g.engine.CheckUtf8 = acceptUTF8 // text and close reasons are checked in guard.go
 	g.engine.Engine.OnWrittenSize(written)
 	// nbio hands an accepted connection to its poller through epoll, which
 	// Go's memory model (and so the race detector) cannot see. An atomic
@@ -164,7 +204,7 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 // written tells a client how many of its bytes the socket took.
 func written(c *nbio.Conn, _ []byte, n int) {
 	if ws, ok := c.Session().(*websocket.Conn); ok {
-		if cl, ok := ws.Session().(*hub.Client); ok {
+		if cl := client(ws); cl != nil {
 			cl.Written(n)
 		}
 	}
@@ -217,8 +257,13 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	grant, ip, ok := g.admit(w, r)
+	if !ok {
+		return
+	}
 	if n := g.reserved.Add(1); g.cfg.MaxConns > 0 && n > int64(g.cfg.MaxConns) {
 		g.reserved.Add(-1)
+		g.acc.perIP.Release(ip)
 		g.m.UpgradeFailed(metrics.UpgradeMaxConns)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "server is at its connection limit ("+strconv.Itoa(g.cfg.MaxConns)+")", http.StatusServiceUnavailable)
@@ -228,9 +273,11 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The upgrader has answered with 400 (or 403 for a bad origin).
 		g.reserved.Add(-1)
-		g.m.UpgradeFailed(metrics.UpgradeBadHandshake)
+		g.acc.perIP.Release(ip)
+		g.m.UpgradeFailed(upgradeFailure(err))
 		return
 	}
+	g.opened(c, grant, ip)
 	if g.cfg.Compression && offersDeflate(r.Header) {
 		if cl := client(c); cl != nil {
 			cl.SetCompress()
@@ -257,9 +304,10 @@ func (g *Gateway) newUpgrader() *websocket.Upgrader {
 	u.Engine = g.engine
 	u.KeepaliveTime = 0 // liveness is the hub's wheel, not a timer per connection
 	u.MessageLengthLimit = g.cfg.MaxMessageBytes
+	u.CheckOrigin = g.acc.checkOrigin
 	u.EnableCompression(g.cfg.Compression)
 	u.OnOpen(g.onOpen)
-	u.OnMessage(g.onMessage)
+	u.OnMessage(g.checkText(g.onMessage))
 	u.OnClose(g.onClose)
 	u.SetPingHandler(g.onPing)
 	u.SetPongHandler(func(c *websocket.Conn, _ string) {
@@ -267,13 +315,15 @@ func (g *Gateway) newUpgrader() *websocket.Upgrader {
 			cl.Touch()
 		}
 	})
-	u.SetCloseHandler(g.onCloseFrame)
+	u.SetCloseHandler(g.checkCloseFrame(g.onCloseFrame))
 	return u
 }
 
 func client(c *websocket.Conn) *hub.Client {
-	cl, _ := c.Session().(*hub.Client)
-	return cl
+	if s, ok := c.Session().(*session); ok {
+		return s.cl
+	}
+	return nil
 }
 
 func (g *Gateway) onOpen(c *websocket.Conn) {
@@ -282,7 +332,7 @@ func (g *Gateway) onOpen(c *websocket.Conn) {
 		conn = hc.Conn
 	}
 	cl := g.hub.NewClient(conn)
-	c.SetSession(cl)
+	c.SetSession(&session{cl: cl})
 	interval := g.hub.PushInterval().Milliseconds()
 	g.reply(cl, func(b []byte) []byte { return wire.AppendWelcome(b, cl.ID(), interval, g.cfg.Welcome) })
 	g.hub.Register(cl)
@@ -311,7 +361,7 @@ func (g *Gateway) onMessage(c *websocket.Conn, mt websocket.MessageType, data []
 	cl.Touch()
 	g.m.FramesIn.Inc()
 	g.m.BytesIn.Add(len(data))
-	if cl.Closing() {
+	if cl.Closing() || !g.withinRate(c, cl) {
 		return
 	}
 	var msg wire.ClientMsg
@@ -326,6 +376,9 @@ func (g *Gateway) onMessage(c *websocket.Conn, mt websocket.MessageType, data []
 		return
 	}
 	cl.GoodMessage()
+	if !g.permitted(c, cl, &msg) {
+		return
+	}
 	switch msg.Type {
 	case wire.TypePing:
 		g.reply(cl, func(b []byte) []byte { return wire.AppendPong(b, msg.ID) })
@@ -395,5 +448,6 @@ func (g *Gateway) onClose(c *websocket.Conn, err error) {
 	}
 	cl.Subs = nil
 	g.hub.Unregister(cl)
+	g.closed(c)
 	g.reserved.Add(-1)
 }

@@ -197,6 +197,9 @@ func (s *shard) handle(it *item, fresh []*Client) {
 	case itemMsg:
 		m := it.m
 		for _, c := range s.streams[m.Topic] {
+			if m.Notice != nil && c.Send(m.Notice) {
+				s.count(len(m.Notice))
+			}
 			s.deliver(c, m)
 		}
 	case itemBroadcast:

@@ -109,6 +109,9 @@ func New(conns func() int64) *Metrics {
 
 var lagBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
+// Set returns the registry, for packages that add metrics of their own.
+func (m *Metrics) Set() *vm.Set { return m.set }
+
 // Closed counts a closed connection; reason is one of the Closed* values.
 func (m *Metrics) Closed(reason string) {
 	if c, ok := m.closed[reason]; ok {
