@@ -10,14 +10,15 @@ import (
 	"wspush/server/wire"
 )
 
-// topicMsg is a topic frame ("msg", "subscribed"); the wire package does
-// not know them yet, so they are decoded here with encoding/json.
+// topicMsg is a topic frame ("msg", "subscribed"), decoded with
+// encoding/json; the epoch is kept as JSON text to be echoed on resume.
 type topicMsg struct {
-	Type  string          `json:"type"`
-	Topic string          `json:"topic"`
-	Seq   uint64          `json:"seq"`
-	TS    int64           `json:"ts"`
-	Epoch json.RawMessage `json:"epoch"`
+	Type        string          `json:"type"`
+	Topic       string          `json:"topic"`
+	Seq         uint64          `json:"seq"`
+	TS          int64           `json:"ts"`
+	Epoch       json.RawMessage `json:"epoch"`
+	HistoryGone bool            `json:"history_gone"`
 }
 
 // OnMessage implements engine.Handler; it runs on the connection's poller
@@ -88,18 +89,20 @@ func (r *Run) OnMessage(c *engine.Conn, p []byte, now int64) {
 
 func (r *Run) onTopic(s *shard, st *connState, tm *topicMsg, now int64) {
 	if tm.Type == "subscribed" {
-		if !st.resume {
+		switch {
+		case tm.HistoryGone:
+			// A loss the server signalled (a resume it could not serve, or
+			// a cluster node that missed messages): counted, not a gap.
+			s.errs["history_gone"]++
+			s.errCount++
+			st.win.Reset(tm.Seq)
+		case !st.resume:
 			st.win.Reset(tm.Seq)
 		}
 		st.subbed, st.resume = true, false
 		if k, ok := r.topicIndex(tm.Topic); ok {
 			r.topicMu.Lock()
-			switch {
-			case r.epochs[k] == nil:
-				r.epochs[k] = append(json.RawMessage(nil), tm.Epoch...)
-			case string(r.epochs[k]) != string(tm.Epoch):
-				s.errs["epoch_changed"]++
-				s.errCount++
+			if string(r.epochs[k]) != string(tm.Epoch) {
 				r.epochs[k] = append(json.RawMessage(nil), tm.Epoch...)
 			}
 			r.topicMu.Unlock()

@@ -325,7 +325,8 @@ func (b *Bus) publish(topic string, data []byte) (uint64, int64, error) {
 			fresh = true // another node published first: read its position
 			continue
 		}
-		return 0, 0, fmt.Errorf("natsbus: publish to %q: %w", topic, err)
+		// Not stored: the publisher may retry (HTTP 503).
+		return 0, 0, fmt.Errorf("%w: natsbus: publish to %q: %w", bus.ErrOverloaded, topic, err)
 	}
 	return 0, 0, fmt.Errorf("%w: natsbus: %q kept changing under %d attempts", bus.ErrOverloaded, topic, maxAttempts)
 }
