@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -49,6 +50,9 @@ func main() {
 
 func run(cfg Config, logOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(logOut, nil))
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 	if cfg.Profile != "" {
 		defer profile.Start(profileMode(cfg.Profile), profile.ProfilePath(cfg.ProfileDir), profile.NoShutdownHook, profile.Quiet).Stop()
 	}

@@ -23,7 +23,7 @@ import (
 
 // Access-control defaults (see docs/security.md).
 const (
-	DefaultMaxConnsPerIP = 0 // off: carrier-grade NAT puts thousands of clients behind one address
+	DefaultMaxConnsPerIP = 0    // off: carrier-grade NAT puts thousands of clients behind one address
 	DefaultAcceptRate    = 5000 // upgrades per second, whole server
 	DefaultMaxMsgRate    = 100  // inbound messages per second, per connection
 )
