@@ -77,7 +77,13 @@ func (c *Client) Touch() { c.lastRead.Store(c.h.Now()) }
 
 // Written records n bytes taken by the socket; the socket layer calls it
 // for every successful write so that the client's unsent bytes are known.
-func (c *Client) Written(n int) { c.unsent.Add(-int64(n)) }
+// The count never goes below zero: bytes the client did not count (nbio's
+// own frames, TLS record overhead) must not earn later frames credit.
+func (c *Client) Written(n int) {
+	if v := c.unsent.Add(-int64(n)); v < 0 {
+		c.unsent.CompareAndSwap(v, 0)
+	}
+}
 
 // BadMessage counts a bad message in a row and returns the run's length.
 func (c *Client) BadMessage() uint32 { return c.badRun.Add(1) }
