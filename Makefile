@@ -2,9 +2,10 @@
 GO            ?= go
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME      ?= 10s
+SOAK_DURATION ?= 10m
 BIN           := bin
 
-.PHONY: all build run test fmt fmt-check vet staticcheck unit fuzz bench clean
+.PHONY: all build run test fmt fmt-check vet staticcheck unit fuzz bench soak clean
 
 all: build
 
@@ -45,6 +46,10 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./server/...
+
+# Long soak: TestSoak (60 s inside `make test`) run for SOAK_DURATION.
+soak:
+	WSPUSH_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -race -count=1 -run '^TestSoak$$' -timeout 2h -v ./server/
 
 clean:
 	rm -rf $(BIN)

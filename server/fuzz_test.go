@@ -20,12 +20,21 @@ import (
 // startTB is startServer for any testing.TB (fuzz targets included).
 func startTB(tb testing.TB, flags ...string) *testServer {
 	tb.Helper()
+	return startTBWith(tb, nil, flags...)
+}
+
+// startTBWith is startTB with a last word on the configuration.
+func startTBWith(tb testing.TB, edit func(*Config), flags ...string) *testServer {
+	tb.Helper()
 	args := append([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, flags...)
 	cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cfg.ShutdownTimeout = 3 * time.Second
+	if edit != nil {
+		edit(&cfg)
+	}
 	n, err := start(cfg)
 	if err != nil {
 		tb.Fatal(err)

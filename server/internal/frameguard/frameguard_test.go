@@ -33,6 +33,7 @@ func frame(b0 byte, payload []byte, unmasked bool) []byte {
 	return append(out, payload...)
 }
 
+// Header first bytes; fin alone is a final continuation frame.
 const (
 	fin = 0x80
 	rs1 = 0x40
@@ -61,12 +62,12 @@ func TestScanVerdicts(t *testing.T) {
 		{"binary 16-bit length", frame(fin|0x2, big, false), false, nil},
 		{"empty frames", cat(frame(fin|0x1, nil, false), frame(fin|0x9, nil, false)), false, nil},
 		{"fragments with ping between", cat(frame(0x1, small[:5], false), frame(fin|0x9, []byte("p"), false),
-			frame(0x0, small[5:9], false), frame(fin|0x0, small[9:], false)), false, nil},
+			frame(0x0, small[5:9], false), frame(fin, small[9:], false)), false, nil},
 		{"close", frame(fin|0x8, []byte{3, 232}, false), false, nil},
 		{"unmasked", frame(fin|0x1, small, true), false, ErrUnmasked},
 		{"rsv1 without deflate", frame(fin|rs1|0x1, small, false), false, ErrReservedBits},
 		{"rsv1 with deflate", frame(fin|rs1|0x1, small, false), true, nil},
-		{"rsv1 on continuation", cat(frame(rs1|0x1, small, false), frame(fin|rs1|0x0, small, false)), true, ErrReservedBits},
+		{"rsv1 on continuation", cat(frame(rs1|0x1, small, false), frame(fin|rs1, small, false)), true, ErrReservedBits},
 		{"rsv1 on control", frame(fin|rs1|0x9, nil, false), true, ErrReservedBits},
 		{"rsv2", frame(fin|rs2|0x1, small, false), true, ErrReservedBits},
 		{"rsv3", frame(fin|rs3|0x2, small, false), true, ErrReservedBits},
@@ -78,11 +79,11 @@ func TestScanVerdicts(t *testing.T) {
 		{"fragmented close", frame(0x8, nil, false), false, ErrControlFragmented},
 		{"126-byte ping", frame(fin|0x9, make([]byte, 126), false), false, ErrControlTooBig},
 		{"125-byte pong", frame(fin|0xA, make([]byte, 125), false), false, nil},
-		{"continuation first", frame(fin|0x0, small, false), false, ErrNoMessage},
+		{"continuation first", frame(fin, small, false), false, ErrNoMessage},
 		{"text inside fragments", cat(frame(0x1, small, false), frame(fin|0x1, small, false)), false, ErrInterleaved},
 		{"at the cap", frame(fin|0x2, make([]byte, 1024), false), false, nil},
 		{"over the cap", frame(fin|0x2, make([]byte, 1025), false), false, ErrTooBig},
-		{"fragments over the cap", cat(frame(0x2, make([]byte, 600), false), frame(fin|0x0, make([]byte, 425), false)), false, ErrTooBig},
+		{"fragments over the cap", cat(frame(0x2, make([]byte, 600), false), frame(fin, make([]byte, 425), false)), false, ErrTooBig},
 		{"cap counts per message", cat(frame(fin|0x2, make([]byte, 1000), false), frame(fin|0x2, make([]byte, 1000), false)), false, nil},
 		{"length msb", []byte{fin | 0x2, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}, false, ErrBadLength},
 	}

@@ -93,10 +93,10 @@ func reference(s []byte, maxMsg uint64, deflate bool) (int, error) {
 // agree with the reference reading.
 func FuzzGuard(f *testing.F) {
 	ping := frame(fin|0x9, []byte("x"), false)
-	f.Add(cat(frame(0x1, []byte("ab"), false), ping, frame(fin|0x0, []byte("cd"), false)), []byte{3, 1, 7}, false, uint16(64))
+	f.Add(cat(frame(0x1, []byte("ab"), false), ping, frame(fin, []byte("cd"), false)), []byte{3, 1, 7}, false, uint16(64))
 	f.Add(frame(fin|0x1, []byte("hi"), true), []byte{1}, false, uint16(64))
 	f.Add(frame(fin|rs1|0x2, make([]byte, 200), false), []byte{2, 2, 200}, true, uint16(300))
-	f.Add(cat(frame(0x2, make([]byte, 40), false), frame(fin|0x0, make([]byte, 40), false)), []byte{}, false, uint16(64))
+	f.Add(cat(frame(0x2, make([]byte, 40), false), frame(fin, make([]byte, 40), false)), []byte{}, false, uint16(64))
 	f.Add([]byte{fin | 0xB, 0x80, 1, 2, 3, 4}, []byte{0}, false, uint16(10))
 	f.Fuzz(func(t *testing.T, stream, cuts []byte, deflate bool, maxMsg uint16) {
 		wantN, want := reference(stream, uint64(maxMsg), deflate)

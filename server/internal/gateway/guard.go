@@ -82,10 +82,10 @@ func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
 		return
 	}
 	if cg.failed {
-		// The close frame went out; what follows is dropped. Once the
-		// client answers with its close, the server closes the socket.
+		// The close frame is out; what follows is dropped. Once the client
+		// answers with its close, the server closes the socket.
 		if cg.fg.Drain(data) {
-			_ = c.Close()
+			ws.Execute(func() { _ = c.Close() })
 		}
 		return
 	}
@@ -96,22 +96,31 @@ func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
 	}
 	cg.failed = true
 	v := err.(*frameguard.Violation)
+	closeNow := cg.fg.Drain(data[n:])
+	// The close runs on the connection's executor, after the upgrade
+	// handler: by then the client is registered with the hub (or the
+	// upgrade failed), and later closes queue behind this one.
+	ws.Execute(func() { failConn(ws, c, v, closeNow) })
+}
+
+// failConn answers a violation: a close frame with its code, then the
+// socket is closed once the client answers (closeNow: it already has) or
+// the hub's close grace ends.
+func failConn(ws *websocket.Conn, c *nbio.Conn, v *frameguard.Violation, closeNow bool) {
 	why := metrics.ClosedProtocol
 	if v.Code == frameguard.CodeTooBig {
 		why = metrics.ClosedTooBig
 	}
 	if cl := client(ws); cl != nil {
 		cl.CloseWith(v.Code, v.Reason, why)
-		if cg.fg.Drain(data[n:]) {
-			_ = c.Close()
-		}
-		return
+	} else {
+		var b [2 + 2 + 123]byte
+		_, _ = c.Write(wire.AppendCloseFrame(b[:0], v.Code, v.Reason))
+		closeNow = true
 	}
-	// The handshake's handler has not set the client up yet: answer and
-	// close at once.
-	var b [2 + 2 + 123]byte
-	_, _ = c.Write(wire.AppendCloseFrame(b[:0], v.Code, v.Reason))
-	_ = c.Close()
+	if closeNow {
+		_ = c.Close()
+	}
 }
 
 // checkText wraps the message handler: a text message must be UTF-8

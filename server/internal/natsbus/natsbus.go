@@ -78,8 +78,8 @@ const (
 	hdrSeq        = "Wspush-Seq"
 	hdrEpoch      = "Wspush-Epoch"
 	hdrTS         = "Wspush-Ts"
-	maxAttempts   = 8
-	opTimeout     = 5 * time.Second
+	maxAttempts   = 100 // conflicts are retried until this many or opTimeout
+	opTimeout     = 10 * time.Second
 )
 
 // subject maps a topic to its subject. Topic names may hold dots, which
