@@ -19,7 +19,11 @@
 // global mutable state.
 package frameguard
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"wspush/server/wire"
+)
 
 // Violation is a client frame the RFC says must fail the connection: the
 // server answers with a close frame carrying Code and Reason.
@@ -48,16 +52,6 @@ var (
 	ErrNoMessage         = &Violation{CodeProtocol, "continuation frame with no message in progress"}
 	ErrInterleaved       = &Violation{CodeProtocol, "new data message before the fragmented one ended"}
 	ErrTooBig            = &Violation{CodeTooBig, "message too big"}
-)
-
-// Opcodes (RFC 6455 §5.2).
-const (
-	opCont   = 0x0
-	opText   = 0x1
-	opBinary = 0x2
-	opClose  = 0x8
-	opPing   = 0x9
-	opPong   = 0xA
 )
 
 // MaxHeader is the largest client frame header: 2 bytes, 8 of extended
@@ -184,7 +178,7 @@ func (g *Guard) frame(h []byte, strict bool) error {
 	}
 	g.remain = length
 	if !strict {
-		if op == opClose {
+		if op == wire.OpClose {
 			return errPeerClosed
 		}
 		return nil
@@ -194,11 +188,11 @@ func (g *Guard) frame(h []byte, strict bool) error {
 	switch {
 	case b1&0x80 == 0:
 		return ErrUnmasked
-	case op > opBinary && op < opClose || op > opPong:
+	case op > wire.OpBinary && op < wire.OpClose || op > wire.OpPong:
 		return ErrReservedOpcode
 	case b0&0x30 != 0:
 		return ErrReservedBits
-	case b0&0x40 != 0 && !(g.deflate && (op == opText || op == opBinary)):
+	case b0&0x40 != 0 && !(g.deflate && (op == wire.OpText || op == wire.OpBinary)):
 		return ErrReservedBits
 	case control && !fin:
 		return ErrControlFragmented
@@ -206,13 +200,13 @@ func (g *Guard) frame(h []byte, strict bool) error {
 		return ErrControlTooBig
 	case control:
 		return nil
-	case op == opCont && !g.frag:
+	case op == wire.OpCont && !g.frag:
 		return ErrNoMessage
-	case op != opCont && g.frag:
+	case op != wire.OpCont && g.frag:
 		return ErrInterleaved
 	}
 	size := length
-	if op == opCont {
+	if op == wire.OpCont {
 		size += g.msgLen
 	}
 	if size > g.max {
