@@ -20,9 +20,10 @@ package admission
 import (
 	"math"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"wspush/server/internal/tally"
 )
 
 // Limit is a rate and a burst, precomputed for GCRA.
@@ -94,14 +95,13 @@ func (b *Bucket) Allow(now int64, l Limit) bool {
 // counted one by one (not per /64).
 type PerIP struct {
 	max int32
-	mu  sync.Mutex
-	m   map[netip.Addr]int32
+	t   tally.Tally[netip.Addr]
 }
 
 // NewPerIP returns a cap of max connections per address; max ≤ 0 means no
 // cap (Acquire always succeeds and nothing is counted).
 func NewPerIP(max int) *PerIP {
-	return &PerIP{max: int32(min(max, math.MaxInt32)), m: map[netip.Addr]int32{}}
+	return &PerIP{max: int32(min(max, math.MaxInt32))}
 }
 
 // Acquire counts a connection from a, or reports false when a is at the
@@ -110,15 +110,7 @@ func (p *PerIP) Acquire(a netip.Addr) bool {
 	if p.max <= 0 || !a.IsValid() {
 		return true
 	}
-	a = a.Unmap()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := p.m[a]
-	if n >= p.max {
-		return false
-	}
-	p.m[a] = n + 1
-	return true
+	return p.t.Inc(a.Unmap(), p.max)
 }
 
 // Release uncounts a connection that Acquire counted.
@@ -126,22 +118,11 @@ func (p *PerIP) Release(a netip.Addr) {
 	if p.max <= 0 || !a.IsValid() {
 		return
 	}
-	a = a.Unmap()
-	p.mu.Lock()
-	if n := p.m[a]; n <= 1 {
-		delete(p.m, a)
-	} else {
-		p.m[a] = n - 1
-	}
-	p.mu.Unlock()
+	p.t.Dec(a.Unmap())
 }
 
 // Count returns the connections counted for a.
-func (p *PerIP) Count(a netip.Addr) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return int(p.m[a.Unmap()])
-}
+func (p *PerIP) Count(a netip.Addr) int { return p.t.Count(a.Unmap()) }
 
 // RemoteIP parses the address part of an "ip:port" remote address; the zero
 // Addr when it cannot.

@@ -86,8 +86,8 @@ func TestPerIP(t *testing.T) {
 	}
 	p.Release(a)
 	p.Release(a)
-	if p.Count(a) != 0 || len(p.m) != 1 {
-		t.Fatalf("entries left: %v", p.m)
+	if p.Count(a) != 0 || p.t.Keys() != 1 {
+		t.Fatalf("%d addresses left, want only 127.0.0.6", p.t.Keys())
 	}
 	if !NewPerIP(0).Acquire(a) || RemoteIP("127.0.0.9:80") != netip.MustParseAddr("127.0.0.9") || RemoteIP("x").IsValid() {
 		t.Fatal("no-cap or RemoteIP wrong")

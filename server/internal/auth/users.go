@@ -1,39 +1,17 @@
 package auth
 
-import "sync"
+import "wspush/server/internal/tally"
 
 // Users counts connections per authenticated user (the token's sub), so
-// that stats can report distinct users. It holds one map entry per user
-// with a live connection.
-type Users struct {
-	mu sync.Mutex
-	m  map[string]int32
-}
+// that stats can report distinct users. It holds one entry per user with a
+// live connection; it is safe for concurrent use.
+type Users struct{ t tally.Tally[string] }
 
 // Add counts a connection of sub.
-func (u *Users) Add(sub string) {
-	u.mu.Lock()
-	if u.m == nil {
-		u.m = map[string]int32{}
-	}
-	u.m[sub]++
-	u.mu.Unlock()
-}
+func (u *Users) Add(sub string) { u.t.Inc(sub, 0) }
 
 // Remove uncounts a connection of sub.
-func (u *Users) Remove(sub string) {
-	u.mu.Lock()
-	if n := u.m[sub]; n <= 1 {
-		delete(u.m, sub)
-	} else {
-		u.m[sub] = n - 1
-	}
-	u.mu.Unlock()
-}
+func (u *Users) Remove(sub string) { u.t.Dec(sub) }
 
 // Len returns the number of distinct users connected.
-func (u *Users) Len() int64 {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return int64(len(u.m))
-}
+func (u *Users) Len() int64 { return int64(u.t.Keys()) }
