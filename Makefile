@@ -5,7 +5,7 @@ FUZZTIME      ?= 10s
 SOAK_DURATION ?= 10m
 BIN           := bin
 
-.PHONY: all build run test fmt fmt-check vet staticcheck unit fuzz bench soak clean
+.PHONY: all build run test fmt fmt-check vet staticcheck unit fuzz bench bench-full bench-1m bench-report bench-go soak clean
 
 all: build
 
@@ -44,7 +44,16 @@ fuzz:
 	  done; \
 	done
 
-bench:
+# wspush side by side with its peers (docs/benchmarks.md).
+bench: build            ## ticks at 5k connections, every target, ≤ 5 min
+	./$(BIN)/wsbench -quick
+bench-full: build       ## ticks, idle, broadcast, connect at 19k, 2 rounds (~20 min)
+	./$(BIN)/wsbench -full
+bench-1m: build         ## 1,000,000 connections to 60 wspush processes (~8 min, ≥ 16 GiB free)
+	./$(BIN)/wsbench onemillion
+bench-report: build     ## re-render docs/benchmarks.md and docs/img/bench-*.png from bench/results
+	./$(BIN)/wsbench report -o docs/benchmarks.md
+bench-go:               ## Go microbenchmarks of the server (wheel, tick path, fan-out)
 	$(GO) test -run '^$$' -bench . -benchmem ./server/...
 
 # Long soak: TestSoak (60 s inside `make test`) run for SOAK_DURATION.

@@ -1,0 +1,88 @@
+package render
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"wspush/bench/internal/bclient"
+	"wspush/bench/internal/scenario"
+)
+
+func sample() []*scenario.File {
+	t0 := time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
+	targets := []string{"wspush", "gorilla", "floor"}
+	ticks := &scenario.File{Schema: scenario.Schema, Scenario: "ticks", Mode: "quick", Started: t0, Finished: t0.Add(time.Minute),
+		Conns: 5000, Rate: 4000, Rounds: 1, Targets: targets, Pinning: scenario.Pinning{Server: "0", Load: "1"},
+		Ticks: []scenario.TicksResult{
+			{Target: "wspush", BestInterval: 200, BestRate: 30000, LagP99MS: 5, CPUPerPush: 9.5,
+				Trials: []scenario.TickTrial{{IntervalMS: 316, Pass: true}, {IntervalMS: 200, Pass: true}}},
+			{Target: "gorilla", BestInterval: 400, BestRate: 12000, LagP99MS: 8, CPUPerPush: 16},
+			{Target: "floor", BestInterval: 150, BestRate: 40000, LagP99MS: 4, CPUPerPush: 7, WsloadBound: true},
+		}}
+	old := *ticks
+	old.Finished = t0.Add(-time.Hour)
+	old.Ticks = nil
+	idle := &scenario.File{Schema: scenario.Schema, Scenario: "idle", Started: t0, Finished: t0.Add(time.Minute), Conns: 5000, Targets: targets,
+		Idle: []scenario.IdleResult{
+			{Target: "wspush", N1: 1000, N2: 5000, RSSPerConn: 900, SlabPerConn: 9000},
+			{Target: "wspush", Round: 1, N1: 1000, N2: 5000, RSSPerConn: 1100, SlabPerConn: 9000},
+			{Target: "gorilla", N1: 1000, N2: 5000, RSSPerConn: 10000},
+			{Target: "floor", N1: 1000, N2: 5000, RSSPerConn: 500},
+		}}
+	bc := &scenario.File{Schema: scenario.Schema, Scenario: "broadcast", Started: t0, Finished: t0.Add(time.Minute), Conns: 5000, Targets: targets,
+		Broadcast: []scenario.BroadcastResult{
+			{Target: "wspush", Result: &bclient.Result{Connected: 5000, All: bclient.Stats{P50: 10, P99: 20, Max: 25}}},
+			{Target: "gorilla", Err: "boom"},
+		}}
+	return []*scenario.File{&old, ticks, idle, bc}
+}
+
+func TestMarkdown(t *testing.T) {
+	var b bytes.Buffer
+	if err := Markdown(&b, sample(), "img"); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"## Method", "## Environment",
+		"| wspush | 200 ms | 30000 | 5.0 ms | 9.50 µs | – | 316✓ 200✓ |",
+		"| gorilla | 400 ms | 12000 |", "| 2.50× |", // 30000 / 12000
+		"| wspush ÷ floor | ≥ 0.75 | 0.75 | yes |",
+		"| wspush ÷ gorilla | ≥ 1.50 | 2.50 | yes |",
+		"wsload-bound",
+		"| wspush | 1000 B |", // median of 900 and 1100
+		"idle RSS ≤ 1 KB per connection — wspush 1000 B: yes",
+		"| 0.10× |", // 1000 / 10000
+		"gorilla round 0: boom",
+		"![ticks](img/bench-ticks.png)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q\n%s", want, md)
+		}
+	}
+	// the older ticks file must not win
+	if strings.Count(md, "## Ticks") != 1 {
+		t.Error("ticks section not exactly once")
+	}
+}
+
+func TestRatioAndMedian(t *testing.T) {
+	if ratio(3, 2) != "1.50×" || ratio(1, 0) != "–" || ratio(0, 1) != "–" {
+		t.Fatal("ratio")
+	}
+	if median([]float64{3, 1, 2}) != 2 || median([]float64{1, 2, 3, 4}) != 2.5 || median(nil) != 0 {
+		t.Fatal("median")
+	}
+}
+
+func TestCharts(t *testing.T) {
+	paths, err := Charts(t.TempDir(), sample())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != 3 {
+		t.Fatalf("charts %v, want ticks, idle, broadcast", paths)
+	}
+}

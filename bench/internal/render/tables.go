@@ -1,0 +1,228 @@
+package render
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"wspush/bench/internal/scenario"
+)
+
+func writeTicks(b *strings.Builder, f *scenario.File, img string) {
+	header(b, "Ticks: highest sustained push rate", f)
+	b.WriteString("| target | best interval | pushes/s delivered | lag p99 | server CPU/push | wspush ÷ target | trials (interval→pass) | other load on the box (cores, median) | notes |\n|---|---:|---:|---:|---:|---:|---|---:|---|\n")
+	rate := map[string]float64{}
+	for _, t := range f.Ticks {
+		rate[t.Target] = t.BestRate
+	}
+	for _, t := range f.Ticks {
+		var tr []string
+		var other []float64
+		for _, x := range t.Trials {
+			if x.MachineCores > 0 {
+				other = append(other, max(0, x.MachineCores-x.ServerCores-x.WsloadCores))
+			}
+			mark := "✗"
+			if x.Pass {
+				mark = "✓"
+			}
+			tr = append(tr, fmt.Sprintf("%.0f%s", x.IntervalMS, mark))
+		}
+		var notes []string
+		if t.BestRate == 0 {
+			notes = append(notes, "nothing passed")
+		}
+		if t.Censored {
+			notes = append(notes, "censored (≥ this)")
+		}
+		if t.WsloadBound {
+			notes = append(notes, "wsload-bound")
+		}
+		r := "–"
+		if t.Target != "wspush" {
+			r = ratio(rate["wspush"], t.BestRate)
+		}
+		fmt.Fprintf(b, "| %s | %.0f ms | %.0f | %.1f ms | %.2f µs | %s | %s | %.2f | %s |\n", t.Target, t.BestInterval, t.BestRate, t.LagP99MS, t.CPUPerPush, r, strings.Join(tr, " "), median(other), strings.Join(notes, ", "))
+	}
+	b.WriteString("\nIssue targets (ticks at N connections), measured:\n\n| goal | wanted | measured | met |\n|---|---:|---:|---|\n")
+	for _, g := range []struct {
+		peer string
+		want float64
+	}{{"floor", 0.75}, {"gorilla", 1.5}, {"gws", 1.3}, {"node-ws", 4}} {
+		if rate[g.peer] == 0 || rate["wspush"] == 0 {
+			continue
+		}
+		got := rate["wspush"] / rate[g.peer]
+		fmt.Fprintf(b, "| wspush ÷ %s | ≥ %.2f | %.2f | %s |\n", g.peer, g.want, got, yes(got >= g.want))
+	}
+	fmt.Fprintf(b, "\n![ticks](%s/bench-ticks.png)\n\n", img)
+}
+
+func yes(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func writeIdle(b *strings.Builder, f *scenario.File, img string) {
+	header(b, "Idle hold: memory and CPU per connection", f)
+	rss, slab, cpu := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	var n1, n2 int
+	for _, r := range f.Idle {
+		if r.Err != "" {
+			continue
+		}
+		rss[r.Target] = append(rss[r.Target], r.RSSPerConn)
+		slab[r.Target] = append(slab[r.Target], r.SlabPerConn)
+		cpu[r.Target] = append(cpu[r.Target], r.IdleCPUPercent)
+		n1, n2 = r.N1, r.N2
+	}
+	fmt.Fprintf(b, "Slope between N1 = %d and N2 = %d held connections; medians over rounds.\n\n", n1, n2)
+	b.WriteString("| target | server RSS/conn | kernel Slab/conn (both ends) | idle CPU (% of a core) | RSS: wspush ÷ target | RSS rounds |\n|---|---:|---:|---:|---:|---|\n")
+	med := map[string]float64{}
+	for _, t := range f.Targets {
+		med[t] = median(rss[t])
+	}
+	for _, t := range f.Targets {
+		r := "–"
+		if t != "wspush" {
+			r = ratio(med["wspush"], med[t])
+		}
+		var rounds []string
+		for _, v := range rss[t] {
+			rounds = append(rounds, fmt.Sprintf("%.0f", v))
+		}
+		fmt.Fprintf(b, "| %s | %.0f B | %.0f B | %.2f %% | %s | %s |\n", t, med[t], median(slab[t]), median(cpu[t]), r, strings.Join(rounds, ", "))
+	}
+	fmt.Fprintf(b, "\nIssue target: idle RSS ≤ 1 KB per connection — wspush %.0f B: %s.\n", med["wspush"], yes(med["wspush"] > 0 && med["wspush"] <= 1024))
+	for _, r := range f.Idle {
+		if r.Err != "" {
+			fmt.Fprintf(b, "\n* %s round %d failed: %s", r.Target, r.Round, r.Err)
+		}
+	}
+	fmt.Fprintf(b, "\n![idle](%s/bench-idle.png)\n\n", img)
+}
+
+func writeBroadcast(b *strings.Builder, f *scenario.File, img string) {
+	header(b, "Broadcast: one publish to all clients", f)
+	b.WriteString("| target | clients | p50 | p99 | max (all reached) | missing | p99: wspush ÷ target | max per round |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
+	p50, p99, mx, miss, clients := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string]int{}, map[string]int{}
+	for _, r := range f.Broadcast {
+		if r.Result == nil {
+			continue
+		}
+		p50[r.Target] = append(p50[r.Target], r.Result.All.P50)
+		p99[r.Target] = append(p99[r.Target], r.Result.All.P99)
+		mx[r.Target] = append(mx[r.Target], r.Result.All.Max)
+		miss[r.Target] += r.Result.All.Missing
+		clients[r.Target] = r.Result.Connected
+	}
+	for _, t := range f.Targets {
+		r := "–"
+		if t != "wspush" {
+			r = ratio(median(p99["wspush"]), median(p99[t]))
+		}
+		var rounds []string
+		for _, v := range mx[t] {
+			rounds = append(rounds, fmt.Sprintf("%.1f", v))
+		}
+		fmt.Fprintf(b, "| %s | %d | %.1f ms | %.1f ms | %.1f ms | %d | %s | %s |\n", t, clients[t], median(p50[t]), median(p99[t]), median(mx[t]), miss[t], r, strings.Join(rounds, ", "))
+	}
+	for _, r := range f.Broadcast {
+		if r.Err != "" {
+			fmt.Fprintf(b, "\n* %s round %d: %s", r.Target, r.Round, r.Err)
+		}
+	}
+	fmt.Fprintf(b, "\n![broadcast](%s/bench-broadcast.png)\n\n", img)
+}
+
+func writeConnect(b *strings.Builder, f *scenario.File, img string) {
+	header(b, "Connect: handshakes per second", f)
+	b.WriteString("wsload offers connections open loop at 10,000/s; *busiest second* is the most upgrades completed in one second (capped near the offered rate: a target at ~10,000 kept up with the offer); *time to all N* has 1 s resolution and includes stragglers.\n\n")
+	b.WriteString("| target | established | handshakes/s (busiest second) | time to all N | connect p50 | connect p99 | busiest second: wspush ÷ target | notes |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
+	rate, p50, p99, peak, est := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string]int64{}
+	bound := map[string]bool{}
+	for _, r := range f.Connect {
+		if r.Err != "" {
+			continue
+		}
+		rate[r.Target] = append(rate[r.Target], r.PerSec)
+		p50[r.Target] = append(p50[r.Target], r.ConnectP50MS)
+		p99[r.Target] = append(p99[r.Target], r.ConnectP99MS)
+		peak[r.Target] = append(peak[r.Target], float64(r.PeakPerSec))
+		est[r.Target] = r.Established
+		bound[r.Target] = bound[r.Target] || r.WsloadBound
+	}
+	for _, t := range f.Targets {
+		r := "–"
+		if t != "wspush" {
+			r = ratio(median(peak["wspush"]), median(peak[t]))
+		}
+		note := ""
+		if bound[t] {
+			note = "wsload-bound"
+		}
+		ramp := 0.0
+		if v := median(rate[t]); v > 0 {
+			ramp = float64(f.Conns) / v
+		}
+		fmt.Fprintf(b, "| %s | %d | %.0f | %.0f s | %.1f ms | %.1f ms | %s | %s |\n", t, est[t], median(peak[t]), ramp, median(p50[t]), median(p99[t]), r, note)
+	}
+	for _, r := range f.Connect {
+		if r.Err != "" {
+			fmt.Fprintf(b, "\n* %s round %d: %s", r.Target, r.Round, r.Err)
+		}
+	}
+	fmt.Fprintf(b, "\n![connect](%s/bench-connect.png)\n\n", img)
+}
+
+func writeOneMillion(b *strings.Builder, f *scenario.File, img string) {
+	fmt.Fprintf(b, "## One million connections\n\nRun %s (%s).\n\n", f.Started.UTC().Format("2006-01-02 15:04 UTC"), f.Finished.Sub(f.Started).Round(1e9))
+	for _, n := range f.Notes {
+		fmt.Fprintf(b, "> %s\n\n", n)
+	}
+	r := f.OneMillion
+	if r == nil {
+		return
+	}
+	c := r.Config
+	fmt.Fprintf(b, "wspush as %d processes (ports 9000–%d, `-max-conns %d`, `-push-interval %s`), wsload `-procs auto -sources %s`, ramp %d/s, hold %s after the ramp.\n\n",
+		c.Procs, 9000+c.Procs-1, c.MaxConns, c.Interval, c.Sources, c.Rate, c.Hold)
+	var w struct {
+		DurationS float64 `json:"duration_s"`
+		Messages  int64   `json:"messages"`
+		ConnsPeak int64   `json:"conns_peak"`
+		LagMS     struct {
+			P50, P99, Max float64
+		} `json:"lag_ms"`
+	}
+	_ = json.Unmarshal(r.Wsload, &w)
+	avg := 0.0
+	if w.DurationS > 0 {
+		avg = float64(w.Messages) / w.DurationS
+	}
+	b.WriteString("| figure | value | goal |\n|---|---:|---|\n")
+	fmt.Fprintf(b, "| connections wanted | %d | |\n", c.Conns)
+	fmt.Fprintf(b, "| established (wsload) | %d | |\n", r.Established)
+	fmt.Fprintf(b, "| open at once: wsload peak / servers' own count at the sample | %d / %d | 1,000,000 held: %s |\n", r.Peak, r.AtSample, yes(r.AtSample >= 990_000))
+	if r.RampS > 0 {
+		fmt.Fprintf(b, "| ramp time (to 99%% held, servers' count) | %.0f s (%.0f/s) | |\n", r.RampS, 0.99*float64(c.Conns)/r.RampS)
+	}
+	fmt.Fprintf(b, "| ticks offered at 1M | %.0f /s | |\n", float64(c.Conns)/c.Interval.Seconds())
+	fmt.Fprintf(b, "| ticks delivered: whole-run average (ramp included) | %.0f /s | 100k/s: %s |\n", avg, yes(avg >= 100_000))
+	fmt.Fprintf(b, "| lag p50 / p99 / max (whole run, wsload) | %.0f / %.0f / %.0f ms | p99 ≤ 100 ms: %s |\n", w.LagMS.P50, w.LagMS.P99, w.LagMS.Max, yes(w.LagMS.P99 > 0 && w.LagMS.P99 <= 100))
+	fmt.Fprintf(b, "| gaps (whole run) | %d | 0: %s |\n", r.Gaps, yes(r.Gaps == 0 && r.Established > 0))
+	fmt.Fprintf(b, "| server RSS, summed (at plateau) | %.2f GiB (%.0f B/conn above the idle processes) | |\n", float64(r.ServerRSS)/(1<<30), r.RSSPerConn)
+	fmt.Fprintf(b, "| kernel Slab delta | %.2f GiB (%.0f B/conn, both ends) | |\n", float64(r.SlabDelta)/(1<<30), r.SlabPerConn)
+	fmt.Fprintf(b, "| server CPU (plateau) | %.2f cores | |\n", r.ServerCores)
+	fmt.Fprintf(b, "| wsload RSS/conn | %.0f B | |\n", r.WsloadRSSPeak)
+	fmt.Fprintf(b, "| wsload-bound | %v | |\n", r.WsloadBound)
+	if len(r.Errors) > 0 || len(r.Disconnects) > 0 {
+		fmt.Fprintf(b, "| errors / disconnects | %v / %v | |\n", r.Errors, r.Disconnects)
+	}
+	if r.Err != "" {
+		fmt.Fprintf(b, "\nThe run ended with: `%s`\n", r.Err)
+	}
+	fmt.Fprintf(b, "\n![1M](%s/bench-1m.png)\n\n", img)
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package peers_test
+
+func init() { raceEnabled = true }
