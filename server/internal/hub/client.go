@@ -32,10 +32,9 @@ type Client struct {
 	shard *shard // set by Register
 	id    uint64
 
-	seq     uint64      // ticks sent; owned by the shard goroutine
-	visits  uint32      // owned by the shard goroutine
-	streams []streamPos // stream subscriptions; owned by the shard goroutine
-	latest  []latestSub // latest-mode subscriptions; owned by the shard goroutine
+	seq    uint64     // ticks sent; owned by the shard goroutine
+	visits uint32     // owned by the shard goroutine
+	topics *topicSubs // nil until the first subscription; owned by the shard goroutine
 
 	// Subs are the client's subscriptions by topic name, owned by the
 	// goroutine handling its messages (nbio runs those, and the close, one

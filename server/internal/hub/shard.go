@@ -135,7 +135,7 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 		if h.pushEvery != 0 && c.visits%h.pushEvery == 0 {
 			c.seq++
 			buf := wire.AppendTickOpen(wire.BeginFrame(s.buf), c.seq, dueNs, cfg.PushText)
-			if len(c.latest) == 0 {
+			if c.topics == nil || len(c.topics.latest) == 0 {
 				buf = append(buf, '}')
 			} else {
 				buf = appendLatest(buf, c, cfg.MaxUnsent/2)

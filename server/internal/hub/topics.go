@@ -144,6 +144,22 @@ func (s *shard) enqueue(it item, counted bool) {
 	}
 }
 
+// topicSubs is a client's subscriptions as its shard sees them, kept apart
+// from Client so that clients without subscriptions (most, in a tick-only
+// deployment) do not pay for it.
+type topicSubs struct {
+	streams []streamPos // stream subscriptions
+	latest  []latestSub // latest-mode subscriptions
+}
+
+// subs returns c's subscription state, created on first use.
+func (c *Client) subs() *topicSubs {
+	if c.topics == nil {
+		c.topics = &topicSubs{}
+	}
+	return c.topics
+}
+
 // streamPos is where a client stands in one of its shard's topic lists.
 type streamPos struct {
 	t *bus.Topic
@@ -173,18 +189,21 @@ func (s *shard) handle(it *item, fresh []*Client) {
 			}
 		}
 		if it.latest {
-			c.latest = append(c.latest, latestSub{t: it.t, sent: it.sent})
+			ts := c.subs()
+			ts.latest = append(ts.latest, latestSub{t: it.t, sent: it.sent})
 			return
 		}
 		list := s.streams[it.t]
-		c.streams = append(c.streams, streamPos{t: it.t, i: int32(len(list))})
+		ts := c.subs()
+		ts.streams = append(ts.streams, streamPos{t: it.t, i: int32(len(list))})
 		s.streams[it.t] = append(list, c)
 	case itemUnsub:
 		c := it.c
 		if it.latest {
-			for i, l := range c.latest {
+			ts := c.subs()
+			for i, l := range ts.latest {
 				if l.t == it.t {
-					c.latest = append(c.latest[:i], c.latest[i+1:]...)
+					ts.latest = append(ts.latest[:i], ts.latest[i+1:]...)
 					break
 				}
 			}
@@ -230,8 +249,12 @@ func (s *shard) count(n int) {
 
 // removeStream takes c out of t's list in O(subscriptions of c).
 func (s *shard) removeStream(c *Client, t *bus.Topic) {
+	if c.topics == nil {
+		return
+	}
+	cs := c.topics
 	k := -1
-	for j, p := range c.streams {
+	for j, p := range cs.streams {
 		if p.t == t {
 			k = j
 			break
@@ -240,16 +263,17 @@ func (s *shard) removeStream(c *Client, t *bus.Topic) {
 	if k < 0 {
 		return
 	}
-	i := c.streams[k].i
-	c.streams = append(c.streams[:k], c.streams[k+1:]...)
+	i := cs.streams[k].i
+	cs.streams = append(cs.streams[:k], cs.streams[k+1:]...)
 	list := s.streams[t]
 	last := len(list) - 1
 	if int(i) != last {
 		moved := list[last]
 		list[i] = moved
-		for j := range moved.streams {
-			if moved.streams[j].t == t {
-				moved.streams[j].i = i
+		ms := moved.topics.streams
+		for j := range ms {
+			if ms[j].t == t {
+				ms[j].i = i
 				break
 			}
 		}
@@ -269,9 +293,10 @@ func (s *shard) removeStream(c *Client, t *bus.Topic) {
 func appendLatest(buf []byte, c *Client, budget int) []byte {
 	open := false
 	start := len(buf)
-	off := int(c.visits) % len(c.latest) // rotate, so no topic starves behind the budget
-	for j := range c.latest {
-		l := &c.latest[(off+j)%len(c.latest)]
+	latest := c.topics.latest
+	off := int(c.visits) % len(latest) // rotate, so no topic starves behind the budget
+	for j := range latest {
+		l := &latest[(off+j)%len(latest)]
 		m := l.t.Latest()
 		if m == nil || m.Seq <= l.sent {
 			continue
