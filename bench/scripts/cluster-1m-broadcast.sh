@@ -21,9 +21,11 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT INT TERM
 
 make build >/dev/null
-go run github.com/nats-io/nats-server/v2@v2.15.2 -js -a 127.0.0.1 -p 14222 -sd "$WORK/js" >"$WORK/nats.log" 2>&1 &
+GOBIN="$WORK/bin" go install github.com/nats-io/nats-server/v2@v2.15.2
+"$WORK/bin/nats-server" -js -a 127.0.0.1 -p 14222 -sd "$WORK/js" >"$WORK/nats.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do grep -q "Server is ready" "$WORK/nats.log" && break; sleep 0.3; done
+grep -q "Server is ready" "$WORK/nats.log" || { cat "$WORK/nats.log"; echo "nats-server did not start" >&2; exit 1; }
 for i in $(seq 0 $((PROCS - 1))); do
   ./bin/wspush -addr 127.0.0.1:$((9000 + i)) -admin-addr 127.0.0.1:$((10000 + i)) -nats nats://127.0.0.1:14222 \
     -max-conns "$MAXCONNS" -push-interval 0 -ping-interval 0 -idle-timeout 0 -accept-rate 0 -max-msg-rate 0 \
