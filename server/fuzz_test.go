@@ -46,7 +46,8 @@ func startTBWith(tb testing.TB, edit func(*Config), flags ...string) *testServer
 // validServerClose reports whether a server may send code (RFC 6455 §7.4).
 func validServerClose(code uint16) bool {
 	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011, code >= 4000 && code < 5000:
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011, code >= 3000 && code < 5000:
+		// 3000–4999 appear when the server echoes a client's close code.
 		return true
 	}
 	return false
