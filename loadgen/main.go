@@ -125,6 +125,8 @@ func parseFlags(name string, args []string, stderr io.Writer) (cfg scenario.Conf
 	fs.DurationVar(&cfg.Grace, "grace", 3*time.Second, "after -duration, wait up to this long for in-flight messages (publish, churn, echo)")
 	fs.IntVar(&cfg.Topics, "topics", 10, "topics (publish, churn); connection i subscribes to topic i mod K")
 	fs.Float64Var(&cfg.PubRate, "pub-rate", 10, "publishes per second through the admin API (publish, churn)")
+	fs.DurationVar(&cfg.PubAfter, "pub-after", 0, "first publish this long after the start, e.g. after the ramp (publish, churn)")
+	fs.IntVar(&cfg.PubCount, "pub-count", 0, "stop after this many publishes; 0 = until -duration (publish, churn)")
 	fs.Float64Var(&cfg.PingRate, "ping-rate", 1000, "pings per second over all connections (echo)")
 	fs.Float64Var(&cfg.ChurnRate, "churn-rate", 100, "disconnect+resume per second (churn)")
 	fs.BoolVar(&quiet, "quiet", false, "no live line")

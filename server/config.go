@@ -47,7 +47,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 		maxConns, drainRate, maxBad, shards int
 		pollers, maxSubs, histSize, maxTop  int
 		reusePort, clientPub, compression   bool
-		histTTL                             time.Duration
+		histTTL, tcpKeepAlive               time.Duration
 		maxPub                              size
 	)
 	maxPub = bus.DefaultMaxDataBytes
@@ -57,6 +57,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.StringVar(&addr, "addr", gateway.DefaultAddr, "WebSocket listen address (the demo page is at /, WebSocket at /ws)")
 	fs.StringVar(&adminAddr, "admin-addr", admin.DefaultAddr, "admin listen address: /healthz, /metrics, /v1/stats, /debug/pprof/")
 	fs.BoolVar(&reusePort, "reuseport", false, "set SO_REUSEPORT so several processes can share -addr")
+	fs.DurationVar(&tcpKeepAlive, "tcp-keepalive", 0, "kernel TCP keepalive period of client sockets; 0 = off (pings and -idle-timeout detect dead peers)")
 	fs.DurationVar(&push, "push-interval", hub.DefaultPushInterval, "period of each client's tick push; 0 disables pushes")
 	fs.StringVar(&pushText, "push-text", "", "text carried by every tick (none by default)")
 	fs.StringVar(&welcome, "welcome", gateway.DefaultWelcome, "text of the welcome message")
@@ -130,7 +131,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	}
 
 	c.AdminAddr, c.DrainRate, c.ShutdownTimeout = adminAddr, drainRate, shutdownTimeout
-	c.Gateway = gateway.Config{Addr: addr, ReusePort: reusePort, MaxConns: maxConns, MaxMessageBytes: int(maxMsg),
+	c.Gateway = gateway.Config{Addr: addr, ReusePort: reusePort, TCPKeepAlive: tcpKeepAlive, MaxConns: maxConns, MaxMessageBytes: int(maxMsg),
 		MaxBadMessages: maxBad, Welcome: welcome, Pollers: pollers, MaxSubs: maxSubs, ClientPublish: clientPub, Compression: compression}
 	c.Bus = bus.Config{HistorySize: histSize, HistoryTTL: histTTL, MaxTopics: maxTop, MaxDataBytes: int(maxPub)}
 	c.Hub = hub.Config{PushInterval: orDisabled(push), PushText: pushText, PingInterval: orDisabled(ping),

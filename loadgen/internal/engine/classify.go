@@ -60,6 +60,12 @@ func CloseClass(err error) string {
 		return "reset"
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return "eof"
+	case errors.Is(err, syscall.ETIMEDOUT):
+		return "timeout" // keepalive or retransmissions gave up
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return "errno_" + itoa(int(errno))
 	}
 	return "other"
 }

@@ -162,7 +162,11 @@ var ErrBadHandshake = errors.New("engine: bad handshake")
 // of the TCP connect to the parsed 101 response. Frames that arrived with
 // the response are delivered to OnMessage before Dial returns.
 func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
-	d := net.Dialer{Timeout: e.cfg.DialTimeout, Control: bindNoPort}
+	// KeepAlive -1: no kernel keepalive probes. Go's default (15 s) costs
+	// two packets per connection per 15 s, which at a million connections
+	// on one host drowns the loopback in probes; the server's pings are
+	// the liveness check.
+	d := net.Dialer{Timeout: e.cfg.DialTimeout, KeepAlive: -1, Control: bindNoPort}
 	if t.Source != nil {
 		d.LocalAddr = &net.TCPAddr{IP: t.Source}
 	}

@@ -67,6 +67,8 @@ type Params struct {
 	Pollers   int     `json:"pollers"`
 	Topics    int     `json:"topics,omitempty"`
 	PubRate   float64 `json:"pub_rate,omitempty"`
+	PubAfterS float64 `json:"pub_after_s,omitempty"`
+	PubCount  int     `json:"pub_count,omitempty"`
 	PingRate  float64 `json:"ping_rate,omitempty"`
 	ChurnRate float64 `json:"churn_rate,omitempty"`
 	DurationS float64 `json:"hold_s"`

@@ -25,10 +25,14 @@ type Config struct {
 	Pollers  int           `json:"pollers"`
 	Dialers  int           `json:"dialers"`
 
-	Topics    int     `json:"topics"`
-	PubRate   float64 `json:"pub_rate"`   // publishes per second (whole run)
-	PingRate  float64 `json:"ping_rate"`  // pings per second of this process
-	ChurnRate float64 `json:"churn_rate"` // reconnects per second of this process
+	Topics  int     `json:"topics"`
+	PubRate float64 `json:"pub_rate"` // publishes per second (whole run)
+	// PubAfter delays the first publish (e.g. until the ramp is over);
+	// PubCount stops after that many publishes (0: until the end).
+	PubAfter  time.Duration `json:"pub_after"`
+	PubCount  int           `json:"pub_count"`
+	PingRate  float64       `json:"ping_rate"`  // pings per second of this process
+	ChurnRate float64       `json:"churn_rate"` // reconnects per second of this process
 
 	// Offset and Stride map local connection j to global number
 	// Offset+j*Stride (which picks its URL and source).
@@ -66,6 +70,10 @@ func (c *Config) Validate() error {
 		return errors.New("scenario: -admin is required for publish and churn")
 	case c.PubRate < 0 || c.PingRate < 0 || c.ChurnRate < 0:
 		return errors.New("scenario: rates must be >= 0")
+	case c.PubAfter < 0 || c.PubAfter >= c.Duration:
+		return errors.New("scenario: -pub-after must be 0 or more and less than -duration")
+	case c.PubCount < 0:
+		return errors.New("scenario: -pub-count must be >= 0")
 	}
 	if c.Stride <= 0 {
 		c.Stride = 1

@@ -40,13 +40,14 @@ func (r *Run) driver() func(ctx context.Context, start time.Time) {
 	return nil
 }
 
-// pace calls fn at rate per second from start until ctx ends (open loop:
-// when fn is slow the calls bunch up rather than drift).
-func pace(ctx context.Context, start time.Time, rate float64, fn func(i int)) {
+// pace calls fn at rate per second from start until ctx ends, or limit
+// times when limit > 0 (open loop: when fn is slow the calls bunch up rather
+// than drift).
+func pace(ctx context.Context, start time.Time, rate float64, limit int, fn func(i int)) {
 	step := float64(time.Second) / rate
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
-	for i := 0; ctx.Err() == nil; i++ {
+	for i := 0; ctx.Err() == nil && (limit <= 0 || i < limit); i++ {
 		due := start.Add(time.Duration(float64(i) * step))
 		if d := time.Until(due); d > 200*time.Microsecond {
 			t.Reset(d)
@@ -68,7 +69,7 @@ func (r *Run) pinger(ctx context.Context, start time.Time) {
 	if n == 0 {
 		return
 	}
-	pace(ctx, start, r.cfg.PingRate, func(int) {
+	pace(ctx, start, r.cfg.PingRate, 0, func(int) {
 		for tries := 0; tries < n; tries++ {
 			c := r.handles[cursor].Load()
 			cursor = (cursor + 1) % n
@@ -92,7 +93,7 @@ func (r *Run) churner(ctx context.Context, start time.Time) {
 	if n == 0 {
 		return
 	}
-	pace(ctx, start, r.cfg.ChurnRate, func(int) {
+	pace(ctx, start, r.cfg.ChurnRate, 0, func(int) {
 		for tries := 0; tries < n; tries++ {
 			slot := cursor
 			cursor = (cursor + 1) % n
@@ -121,12 +122,13 @@ type pubReply struct {
 	Seq   uint64 `json:"seq"`
 }
 
-// publisher POSTs /v1/publish at cfg.PubRate, topics round robin.
+// publisher POSTs /v1/publish at cfg.PubRate, topics round robin, from
+// cfg.PubAfter on, cfg.PubCount times (0: until the end).
 func (r *Run) publisher(ctx context.Context, start time.Time) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
 	url := strings.TrimRight(r.cfg.Admin, "/") + "/v1/publish"
-	pace(ctx, start, r.cfg.PubRate, func(i int) {
+	pace(ctx, start.Add(r.cfg.PubAfter), r.cfg.PubRate, r.cfg.PubCount, func(i int) {
 		k := i % r.cfg.Topics
 		body := fmt.Sprintf(`{"topic":%q,"data":{"n":%d}}`, topicName(k), i)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewBufferString(body))

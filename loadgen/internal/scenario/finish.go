@@ -29,7 +29,7 @@ func (r *Run) result(start time.Time, elapsed time.Duration, final int64) *resul
 		Params: result.Params{
 			URL: r.cfg.URL, Admin: r.cfg.Admin, Rate: r.cfg.Rate, Sources: len(r.plan.Sources),
 			Procs: max(r.cfg.Procs, 1), Pollers: r.cfg.Pollers, Topics: r.cfg.Topics,
-			PubRate: r.cfg.PubRate, PingRate: r.cfg.PingRate, ChurnRate: r.cfg.ChurnRate,
+			PubRate: r.cfg.PubRate, PubAfterS: r.cfg.PubAfter.Seconds(), PubCount: r.cfg.PubCount, PingRate: r.cfg.PingRate, ChurnRate: r.cfg.ChurnRate,
 			DurationS: r.cfg.Duration.Seconds(),
 		},
 		ConnsTarget:      r.cfg.Conns,

@@ -2,7 +2,11 @@ package scenario
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,4 +128,39 @@ func TestEcho(t *testing.T) {
 	eq(t, "lost", res.Lost, int64(0))
 	eq(t, "round trips", res.LagMS.Count, res.Sent)
 	eq(t, "expected", res.Expected, res.Sent)
+}
+
+// The publisher starts at -pub-after and stops after -pub-count publishes.
+func TestPublisherAfterAndCount(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var at []time.Time
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		n := len(at)
+		mu.Unlock()
+		fmt.Fprintf(w, `{"topic":"t0","seq":%d}`, n)
+	}))
+	defer api.Close()
+	cfg := Config{Scenario: "publish", URL: "ws://127.0.0.1:1/ws", Admin: api.URL, Conns: 1, Rate: 1, Duration: 10 * time.Second,
+		Topics: 1, PubRate: 20, PubAfter: 300 * time.Millisecond, PubCount: 3, Procs: 1, Publisher: true}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	r.publisher(ctx, start)
+	if ctx.Err() != nil {
+		t.Fatal("publisher ran until the deadline instead of stopping after -pub-count")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	eq(t, "publishes", len(at), 3)
+	eq(t, "sent", r.sent.Load(), int64(3))
+	if len(at) > 0 && at[0].Sub(start) < 300*time.Millisecond {
+		t.Errorf("first publish %v after start, want ≥ 300ms (-pub-after)", at[0].Sub(start))
+	}
 }
