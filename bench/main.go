@@ -5,6 +5,7 @@
 //	wsbench run -quick|-full [-out bench/results] [-md docs/benchmarks.md]
 //	wsbench report [-o docs/benchmarks.md] [-img docs/img] bench/results/*.json
 //	wsbench onemillion [-conns 1000000 -procs 60 -rate 5000 ...]
+//	wsbench cluster [-conns 1000000 -procs 60 -publishes 3 -pub-every 20s ...]
 //	wsbench -quick | -full            (shorthand for run)
 //
 // `run` measures and then regenerates the report from every file in the
@@ -51,6 +52,8 @@ func dispatch(ctx context.Context, args []string) error {
 		return cmdReport(args[1:])
 	case "onemillion":
 		return cmdOneMillion(ctx, args[1:])
+	case "cluster":
+		return cmdCluster(ctx, args[1:])
 	case "__bcast":
 		return cmdBcast(ctx, args[1:])
 	case "-quick", "--quick", "-full", "--full":
@@ -68,6 +71,8 @@ func usage() {
   wsbench run -quick|-full [flags]   measure, write bench/results/<date>-<scenario>.json, regenerate docs/benchmarks.md
   wsbench report [flags] files...    render markdown (stdout or -o) and charts from result files
   wsbench onemillion [flags]         1,000,000 connections to 60 wspush processes, result into bench/results
+  wsbench cluster [flags]            one publish at a time to 1,000,000 clients over 60 wspush nodes joined by
+                                     a nats-server (built from go.mod), result into bench/results
   wsbench -quick | -full             shorthand for run
 run "wsbench <command> -h" for the flags
 `)

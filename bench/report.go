@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -41,10 +42,16 @@ func cmdReport(args []string) error {
 	return render.Markdown(os.Stdout, fl, "img")
 }
 
+// loadAll reads result files; files of another schema (raw wsload results
+// kept in bench/results) are skipped with a note.
 func loadAll(paths []string) ([]*scenario.File, error) {
 	var fl []*scenario.File
 	for _, p := range paths {
 		f, err := scenario.LoadFile(p)
+		if errors.Is(err, scenario.ErrNotWsbench) {
+			fmt.Fprintf(os.Stderr, "wsbench: skipping %s (not a wsbench result)\n", p)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

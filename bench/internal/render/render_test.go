@@ -8,6 +8,7 @@ import (
 
 	"wspush/bench/internal/bclient"
 	"wspush/bench/internal/scenario"
+	"wspush/bench/internal/wsload"
 )
 
 func sample() []*scenario.File {
@@ -85,4 +86,54 @@ func TestCharts(t *testing.T) {
 	if len(paths) != 3 {
 		t.Fatalf("charts %v, want ticks, idle, broadcast", paths)
 	}
+}
+
+func TestMarkdownCluster(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	cfg := scenario.ClusterConfig{Conns: 1000, Procs: 2, Publishes: 2, PubEvery: 20 * time.Second, PubAfter: 30 * time.Second}.WithDefaults()
+	mk := func(at time.Time, sent int64) *scenario.File {
+		return &scenario.File{Schema: scenario.Schema, Scenario: "cluster", Mode: "cluster", Started: at, Finished: at.Add(2 * time.Minute),
+			Conns: 1000, Rate: 4000, Rounds: 1, Targets: []string{"wspush"},
+			Cluster: &scenario.ClusterResult{Config: cfg, NATSVersion: "v2.15.2", Established: 1000, Peak: 1000, Final: 1000, AtPublish: 1000,
+				PublishesSent: sent, Deliveries: 2000, Expected: 2000, AllReached: sent == 2,
+				LatencyMS:    wsloadPct(3.2, 250, 15_400),
+				PerPublish:   []scenario.PublishWindow{{N: 1, AtS: 30, Deliveries: 1000, LagP50MS: 2, LagP99MS: 9, LagMaxMS: 15_400}, {N: 2, AtS: 50, Deliveries: 1000, LagMaxMS: 80}},
+				NodesRSSBase: 20 << 20, NodesRSS: 1 << 30, NodesRSSPeak: 2 << 30, RSSPerConn: 1500, NATSRSS: 30 << 20, NATSRSSPeak: 40 << 20,
+				Disconnects: map[string]int64{"reset": 2, "eof": 1}}}
+	}
+	old := mk(t0.Add(-time.Hour), 1)
+	var b bytes.Buffer
+	if err := Markdown(&b, []*scenario.File{mk(t0, 2), old}, "img"); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"## Environment",
+		"## One publish to 1M clients through NATS",
+		"A nats-server v2.15.2 with JetStream and 2 wspush nodes joined by it (ports 9000–9001, `-nats`, `-max-conns 17000`",
+		"then 2 publishes through node 0's `POST /v1/publish`, one every 20s from 30s after wsload's start",
+		"| publishes acknowledged | 2 | 2: yes |",
+		"| deliveries / owed | 2000 / 2000 | 2000: yes |",
+		"| lost / gaps / duplicates / history_gone | 0 / 0 / 0 / 0 | 0: yes |",
+		"| every client got every publish | yes | |",
+		"| end-to-end p50 / p99 / max (every delivery) | 3.2 ms / 250 ms / 15.4 s | |",
+		"| wspush nodes' RSS, summed, before the first publish | 1.00 GiB (1500 B/conn above the idle nodes) | |",
+		"| nats-server RSS before the first publish / peak | 30 / 40 MiB | |",
+		"| disconnects / errors (by class) | eof 1, reset 2 / none | |",
+		"| 1 | 30 s | 1000 | 2.0 ms | 9.0 ms | 15.4 s |",
+		"| 2 | 50 s | 1000 | 0.0 ms | 0.0 ms | 80.0 ms |",
+		"bin/wsbench cluster ",
+		"`make bench-cluster`",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q\n%s", want, md)
+		}
+	}
+	if strings.Count(md, "## One publish to 1M clients through NATS") != 1 || strings.Contains(md, "| publishes acknowledged | 1 |") {
+		t.Error("the older cluster file won, or the section is not there exactly once")
+	}
+}
+
+func wsloadPct(p50, p99, mx float64) wsload.Percentiles {
+	return wsload.Percentiles{Count: 2000, P50: p50, P99: p99, Max: mx}
 }

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -17,8 +18,8 @@ const Schema = "wsbench/v1"
 // wsload results inside the trials).
 type File struct {
 	Schema     string            `json:"schema"`
-	Scenario   string            `json:"scenario"` // idle|ticks|broadcast|connect|onemillion
-	Mode       string            `json:"mode"`     // quick|full|onemillion
+	Scenario   string            `json:"scenario"` // idle|ticks|broadcast|connect|onemillion|cluster
+	Mode       string            `json:"mode"`     // quick|full|onemillion|cluster
 	Started    time.Time         `json:"started"`
 	Finished   time.Time         `json:"finished"`
 	Env        env.Info          `json:"env"`
@@ -32,6 +33,7 @@ type File struct {
 	Connect    []ConnectResult   `json:"connect,omitempty"`
 	Broadcast  []BroadcastResult `json:"broadcast,omitempty"`
 	OneMillion *OneMillionResult `json:"onemillion,omitempty"`
+	Cluster    *ClusterResult    `json:"cluster,omitempty"`
 	Notes      []string          `json:"notes,omitempty"`
 }
 
@@ -47,7 +49,12 @@ func (f *File) Save(path string) error {
 	return nil
 }
 
-// LoadFile reads a bench/results file.
+// ErrNotWsbench marks a JSON file that is not a wsbench result, such as a
+// raw wsload result.json kept next to them in bench/results.
+var ErrNotWsbench = errors.New("not a wsbench result")
+
+// LoadFile reads a bench/results file; a file of another schema gives an
+// error that wraps ErrNotWsbench.
 func LoadFile(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -58,7 +65,7 @@ func LoadFile(path string) (*File, error) {
 		return nil, fmt.Errorf("wsbench: %s: %w", path, err)
 	}
 	if f.Schema != Schema {
-		return nil, fmt.Errorf("wsbench: %s: schema %q, want %s", path, f.Schema, Schema)
+		return nil, fmt.Errorf("wsbench: %s: schema %q, want %s: %w", path, f.Schema, Schema, ErrNotWsbench)
 	}
 	return &f, nil
 }

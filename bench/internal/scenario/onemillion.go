@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -144,19 +143,9 @@ func SteadyState(res *wsload.Result, from int) (wsload.Steady, error) {
 
 // statsConns sums the "connections" of every process's /v1/stats.
 func statsConns(run *target.Running, procs int) int {
-	cl := http.Client{Timeout: 2 * time.Second}
-	sum := 0
-	for i := 0; i < procs; i++ {
-		resp, err := cl.Get(run.AdminURL(i) + "/v1/stats")
-		if err != nil {
-			continue
-		}
-		var st struct {
-			Connections int `json:"connections"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&st)
-		_ = resp.Body.Close()
-		sum += st.Connections
+	admins := make([]string, procs)
+	for i := range admins {
+		admins[i] = run.AdminURL(i)
 	}
-	return sum
+	return sumConns(context.Background(), admins)
 }

@@ -2,7 +2,9 @@
 // rate search), broadcast and connect — against each target in turn,
 // round by round (A B C … A B C …) so slow drift of the machine spreads
 // over all targets alike. Servers are pinned to Env.ServerCPUs, wsload to
-// Env.LoadCPUs.
+// Env.LoadCPUs. OneMillion (1M connections to many wspush processes) and
+// Cluster (one publish at a time to many clients over wspush nodes joined
+// by a nats-server it builds and starts; fleet.go) are single runs.
 //
 // Concurrency: a scenario function runs its trials one after another on
 // the caller's goroutine (at most one target and one load generator run at

@@ -186,6 +186,9 @@ func waitPort(ctx context.Context, port int, deadline time.Time, cmd *exec.Cmd) 
 	}
 }
 
+// Exited reports whether cmd's process has ended, without reaping it.
+func Exited(cmd *exec.Cmd) bool { return exited(cmd) }
+
 // exited reports whether cmd's process has ended (without reaping it).
 func exited(cmd *exec.Cmd) bool {
 	return syscall.Kill(cmd.Process.Pid, 0) != nil || isZombie(cmd.Process.Pid)

@@ -61,6 +61,9 @@ type Result struct {
 	Gaps             int64            `json:"gaps"`
 	Duplicates       int64            `json:"duplicates"`
 	Reorders         int64            `json:"reorders"`
+	Sent             int64            `json:"sent"`     // publishes acknowledged (publish), pings (echo)
+	Expected         int64            `json:"expected"` // deliveries owed (publish, echo)
+	Lost             int64            `json:"lost"`     // owed but never received
 	Errors           map[string]int64 `json:"errors"`
 	Disconnects      map[string]int64 `json:"disconnects"`
 	LagMS            Percentiles      `json:"lag_ms"`
@@ -91,13 +94,19 @@ type Args struct {
 	// Grace is how long after Duration wsload may take to finish (closing
 	// and merging workers) before it is killed; 0 = one minute.
 	Grace time.Duration
+	// Bin is the wsload executable; "" = <root>/bin/wsload.
+	Bin string
 }
 
 // Run executes wsload and loads its result. The child gets Duration plus
 // a minute before it is killed.
 func Run(ctx context.Context, root string, a Args) (*Result, error) {
 	out := filepath.Join(a.OutDir, a.Name+".json")
-	argv := append([]string{filepath.Join(root, "bin/wsload"), a.Scenario}, a.Flags...)
+	bin := a.Bin
+	if bin == "" {
+		bin = filepath.Join(root, "bin/wsload")
+	}
+	argv := append([]string{bin, a.Scenario}, a.Flags...)
 	argv = append(argv, "-duration", a.Duration.String(), "-out", out)
 	if !a.Live {
 		argv = append(argv, "-quiet")
