@@ -5,7 +5,7 @@
 //	wsbench run -quick|-full [-out bench/results] [-md docs/benchmarks.md]
 //	wsbench report [-o docs/benchmarks.md] [-img docs/img] bench/results/*.json
 //	wsbench onemillion [-conns 1000000 -procs 60 -rate 5000 ...]
-//	wsbench cluster [-conns 1000000 -procs 60 -publishes 3 -pub-every 20s ...]
+//	wsbench cluster [-conns 1000000 -procs 60 -publishes 2 -pub-every 1m ...]
 //	wsbench -quick | -full            (shorthand for run)
 //
 // `run` measures and then regenerates the report from every file in the

@@ -29,7 +29,7 @@ type ClusterConfig struct {
 	MaxConns  int           `json:"max_conns"`    // -max-conns per node (17,000)
 	Rate      int           `json:"rate"`         // ramp, connections per second (4,000)
 	Publishes int           `json:"publishes"`    // wsload -pub-count (3)
-	PubEvery  time.Duration `json:"pub_every_ns"` // spacing of the publishes (20 s): -pub-rate 1/PubEvery
+	PubEvery  time.Duration `json:"pub_every_ns"` // spacing of the publishes (1 min): -pub-rate 1/PubEvery
 	PubAfter  time.Duration `json:"pub_after_ns"` // first publish after wsload's start (Conns/Rate × 1.25 + 20 s)
 	Settle    time.Duration `json:"settle_ns"`    // run on after the last publish's slot (30 s)
 	Grace     time.Duration `json:"grace_ns"`     // wsload -grace: wait for in-flight deliveries (60 s)
@@ -53,11 +53,11 @@ func (c ClusterConfig) WithDefaults() ClusterConfig {
 	def(&c.Procs, 60)
 	def(&c.MaxConns, 17_000)
 	def(&c.Rate, 4000)
-	def(&c.Publishes, 3)
+	def(&c.Publishes, 2)
 	def(&c.Port, 9000)
 	def(&c.AdminPort, 10000)
 	if c.PubEvery == 0 {
-		c.PubEvery = 20 * time.Second
+		c.PubEvery = time.Minute // one publish at a time: ~30 s to reach 1M here
 	}
 	if c.PubAfter == 0 && c.Rate > 0 {
 		ramp := time.Duration(float64(c.Conns) / float64(c.Rate) * float64(time.Second))
@@ -136,7 +136,11 @@ type ClusterResult struct {
 	PerPublish []PublishWindow    `json:"per_publish"`
 
 	Disconnects map[string]int64 `json:"disconnects"`
-	Errors      map[string]int64 `json:"errors"`
+	// NodeCloses: connections the nodes closed, by reason, summed at the
+	// end of wsload's run ("client": the client went first, including
+	// wsload's own closes at the end).
+	NodeCloses map[string]int64 `json:"node_closes"`
+	Errors     map[string]int64 `json:"errors"`
 
 	NodesRSSBase int64   `json:"nodes_rss_base_bytes"` // summed, before any client
 	NodesRSS     int64   `json:"nodes_rss_bytes"`      // summed, just before the first publish
@@ -224,6 +228,7 @@ func Cluster(ctx context.Context, e *Env, c ClusterConfig) (*ClusterResult, erro
 	}()
 	f.sample(runCtx, e, c, r, start)
 	wg.Wait()
+	r.NodeCloses = closesWhenEmpty(ctx, f.adminURLs(), 30*time.Second)
 	if werr != nil {
 		return r, werr
 	}

@@ -67,6 +67,13 @@ func TestClusterEveryClientGetsEveryPublish(t *testing.T) {
 	if len(r.Disconnects) > 0 {
 		t.Errorf("disconnects %v", r.Disconnects)
 	}
+	// Every connection the nodes closed was closed by wsload at the end.
+	check("closes by the nodes (client went first)", r.NodeCloses["client"], conns)
+	for why, n := range r.NodeCloses {
+		if why != "client" {
+			t.Errorf("nodes closed %d connections for %q", n, why)
+		}
+	}
 	var inWindows int64
 	for _, w := range r.PerPublish {
 		inWindows += w.Deliveries
@@ -97,12 +104,12 @@ func TestClusterEveryClientGetsEveryPublish(t *testing.T) {
 
 func TestClusterConfig(t *testing.T) {
 	c := ClusterConfig{}.WithDefaults()
-	if c.Conns != 1_000_000 || c.Procs != 60 || c.MaxConns != 17000 || c.Rate != 4000 || c.Publishes != 3 ||
-		c.PubEvery != 20*time.Second || c.Sources != "127.0.0.2-127.0.0.60" || c.MinFreeG != 16 || c.Port != 9000 || c.AdminPort != 10000 {
+	if c.Conns != 1_000_000 || c.Procs != 60 || c.MaxConns != 17000 || c.Rate != 4000 || c.Publishes != 2 ||
+		c.PubEvery != time.Minute || c.Sources != "127.0.0.2-127.0.0.60" || c.MinFreeG != 16 || c.Port != 9000 || c.AdminPort != 10000 {
 		t.Fatalf("defaults %+v", c)
 	}
 	// 1M / 4000/s = 250 s of ramp; × 1.25 + 20 s
-	if c.PubAfter != 333*time.Second || c.Duration() != 333*time.Second+60*time.Second+30*time.Second {
+	if c.PubAfter != 333*time.Second || c.Duration() != 333*time.Second+2*time.Minute+30*time.Second {
 		t.Fatalf("pub-after %s, duration %s", c.PubAfter, c.Duration())
 	}
 	if err := c.Validate(); err != nil {
@@ -110,7 +117,7 @@ func TestClusterConfig(t *testing.T) {
 	}
 	flags := strings.Join(wsloadFlags(c), " ")
 	for _, want := range []string{"-url ws://127.0.0.1:9000-9059/ws", "-admin http://127.0.0.1:10000", "-topics 1",
-		"-pub-after 5m33s", "-pub-count 3", "-pub-rate 0.05", "-procs auto", "-grace 1m0s"} {
+		"-pub-after 5m33s", "-pub-count 2", "-pub-rate 0.016666666666666666", "-procs auto", "-grace 1m0s"} {
 		if !strings.Contains(flags, want) {
 			t.Errorf("wsload flags %q lack %q", flags, want)
 		}

@@ -163,8 +163,15 @@ func stopGroups(cmds []*exec.Cmd, grace time.Duration) {
 
 // sumConns adds up the "connections" of every node's /v1/stats.
 func sumConns(ctx context.Context, admins []string) int {
+	n, _ := sumStats(ctx, admins)
+	return n
+}
+
+// sumStats adds up every node's /v1/stats: open connections, and closed
+// connections by reason (why the server closed them, or "client").
+func sumStats(ctx context.Context, admins []string) (int, map[string]int64) {
 	cl := http.Client{Timeout: 2 * time.Second}
-	sum := 0
+	sum, closed := 0, map[string]int64{}
 	for _, a := range admins {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a+"/v1/stats", nil)
 		if err != nil {
@@ -175,13 +182,33 @@ func sumConns(ctx context.Context, admins []string) int {
 			continue
 		}
 		var st struct {
-			Connections int `json:"connections"`
+			Connections int               `json:"connections"`
+			Closed      map[string]uint64 `json:"closed"`
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&st)
 		_ = resp.Body.Close()
 		sum += st.Connections
+		for k, v := range st.Closed {
+			if v > 0 {
+				closed[k] += int64(v)
+			}
+		}
 	}
-	return sum
+	return sum, closed
+}
+
+// closesWhenEmpty waits (at most wait) until the nodes hold no connection,
+// so that wsload's closes at the end have all been counted, and returns
+// the nodes' closes by reason.
+func closesWhenEmpty(ctx context.Context, admins []string, wait time.Duration) map[string]int64 {
+	deadline := time.Now().Add(wait)
+	for {
+		n, closed := sumStats(ctx, admins)
+		if n == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return closed
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // portsFree checks that no one listens on the nodes' ports yet (a node
