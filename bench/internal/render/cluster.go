@@ -44,6 +44,9 @@ func writeCluster(b *strings.Builder, f *scenario.File) {
 	if len(r.Disconnects) > 0 || len(r.Errors) > 0 {
 		fmt.Fprintf(b, "| disconnects / errors (by class) | %s / %s | |\n", classes(r.Disconnects), classes(r.Errors))
 	}
+	if len(r.NodeCloses) > 0 {
+		fmt.Fprintf(b, "| connections the nodes closed, by reason (`client`: the client went first, wsload's own closes at the end included) | %s | |\n", classes(r.NodeCloses))
+	}
 	if len(r.PerPublish) > 0 {
 		b.WriteString("\nPer publish (from wsload's per-second series: the seconds from its slot to the next one's; deliveries during wsload's final grace count in the totals only):\n\n")
 		b.WriteString("| publish | at | deliveries | p50 | p99 | max (reached all) |\n|---:|---:|---:|---:|---:|---:|\n")

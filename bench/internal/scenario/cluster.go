@@ -318,9 +318,11 @@ func PublishWindows(series []wsload.Second, c ClusterConfig) []PublishWindow {
 	var out []PublishWindow
 	for i := 0; i < c.Publishes; i++ {
 		at := c.PubAfter + time.Duration(i)*c.PubEvery
-		from, to := int(at/time.Second)+1, math.MaxInt
+		// wsload's second T holds what arrived in [T, T+1) after its
+		// start, and the first deliveries of a publish at 333 s are in 333.
+		from, to := int(at/time.Second), math.MaxInt
 		if i+1 < c.Publishes {
-			to = int((at + c.PubEvery) / time.Second)
+			to = int((at+c.PubEvery)/time.Second) - 1
 		}
 		var secs []wsload.Second
 		for _, s := range series {

@@ -336,6 +336,9 @@ func client(c *websocket.Conn) *hub.Client {
 }
 
 func (g *Gateway) onOpen(c *websocket.Conn) {
+	if g.ln != nil {
+		g.ln.upgraded(c.Conn)
+	}
 	conn := c.Conn
 	if hc, ok := conn.(*nbhttp.Conn); ok {
 		conn = hc.Conn
@@ -444,6 +447,8 @@ func (g *Gateway) onClose(c *websocket.Conn, err error) {
 	case err == nil:
 	case errors.Is(err, nbio.ErrOverflow):
 		cl.SetCloseReason(metrics.ClosedSlow)
+	case errors.Is(err, nbio.ErrReadTimeout), errors.Is(err, nbio.ErrWriteTimeout):
+		cl.SetCloseReason(metrics.ClosedTimeout)
 	case errors.Is(err, websocket.ErrMessageTooLarge):
 		cl.SetCloseReason(metrics.ClosedTooBig)
 	case errors.Is(err, websocket.ErrReserveBitSet), errors.Is(err, websocket.ErrReservedMessageType),

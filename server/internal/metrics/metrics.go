@@ -29,10 +29,11 @@ const (
 	ClosedWriteError = "write_error"   // a write to the socket failed
 	ClosedExpired    = "token_expired" // the client's JWT expired
 	ClosedRateLimit  = "rate_limit"    // the client sent messages too fast
+	ClosedTimeout    = "timeout"       // an nbio read or write deadline passed
 )
 
 var closeReasons = []string{ClosedByClient, ClosedIdle, ClosedSlow, ClosedBadInput, ClosedTooBig, ClosedProtocol, ClosedShutdown, ClosedWriteError,
-	ClosedExpired, ClosedRateLimit}
+	ClosedExpired, ClosedRateLimit, ClosedTimeout}
 
 // Reasons an upgrade was refused.
 const (
