@@ -15,7 +15,7 @@ func (g *Gateway) fail(cl *hub.Client, code, reason string, id []byte) {
 }
 
 func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
-	if _, ok := cl.Subs[msg.Topic]; ok {
+	if _, ok := cl.Sub(msg.Topic); ok {
 		g.fail(cl, wire.CodeBadRequest, "already subscribed to "+msg.Topic, msg.ID)
 		return
 	}
@@ -39,10 +39,7 @@ func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
 			s.Replay = nil // a latest-mode client gets the newest value on its next tick
 		}
 		g.hub.Subscribe(cl, t, latest, s, sent, reply)
-		if cl.Subs == nil {
-			cl.Subs = map[string]hub.Subscription{}
-		}
-		cl.Subs[msg.Topic] = hub.Subscription{Topic: t, Latest: latest}
+		cl.Subs = append(cl.Subs, hub.Subscription{Topic: t, Latest: latest})
 	})
 	if err != nil {
 		g.fail(cl, wire.CodeLimit, err.Error(), msg.ID)
@@ -50,12 +47,12 @@ func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
 }
 
 func (g *Gateway) unsubscribe(cl *hub.Client, msg *wire.ClientMsg) {
-	sub, ok := cl.Subs[msg.Topic]
+	sub, ok := cl.Sub(msg.Topic)
 	if !ok {
 		g.fail(cl, wire.CodeBadRequest, "not subscribed to "+msg.Topic, msg.ID)
 		return
 	}
-	delete(cl.Subs, msg.Topic)
+	cl.DropSub(msg.Topic)
 	reply := wire.EndFrame(wire.AppendUnsubscribed(wire.BeginFrame(nil), msg.Topic, msg.ID), wire.OpText)
 	g.bus.Unsubscribe(sub.Topic, func() { g.hub.Unsubscribe(cl, sub.Topic, sub.Latest, reply) })
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"wspush/server/internal/bus"
 	"wspush/server/internal/metrics"
 	"wspush/server/wire"
 )
@@ -286,5 +287,34 @@ func TestUnregisterRemovesFromTheWheel(t *testing.T) {
 	steps(h, start, start.Add(time.Second), 10*time.Millisecond)
 	if frames, _ := f.snapshot(); len(frames) != 0 {
 		t.Fatalf("%d frames written after unregister", len(frames))
+	}
+}
+
+func TestClientSubsByName(t *testing.T) {
+	h := newHub(t, Config{PushInterval: Disabled, PingInterval: Disabled, IdleTimeout: Disabled})
+	bs := bus.New(bus.Config{}, h)
+	c := &Client{}
+	for _, name := range []string{"a", "b", "c"} {
+		if err := bs.Subscribe(name, bus.Resume{}, func(tp *bus.Topic, _ bus.Start) {
+			c.Subs = append(c.Subs, Subscription{Topic: tp, Latest: name == "b"})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, ok := c.Sub("b"); !ok || s.Topic.Name() != "b" || !s.Latest {
+		t.Fatalf("Sub(b) = %+v, %v", s, ok)
+	}
+	c.DropSub("a")
+	c.DropSub("zz") // not subscribed: no change
+	if _, ok := c.Sub("a"); ok {
+		t.Fatal("a still subscribed after DropSub")
+	}
+	for _, name := range []string{"b", "c"} {
+		if _, ok := c.Sub(name); !ok {
+			t.Fatalf("%s lost by DropSub(a)", name)
+		}
+	}
+	if len(c.Subs) != 2 {
+		t.Fatalf("%d subscriptions, want 2", len(c.Subs))
 	}
 }

@@ -48,6 +48,31 @@ type Subscription struct {
 	Latest bool
 }
 
+// Sub returns c's subscription to the topic named name. Only the goroutine
+// that owns c.Subs may call it.
+func (c *Client) Sub(name string) (Subscription, bool) {
+	for _, s := range c.Subs {
+		if s.Topic.Name() == name {
+			return s, true
+		}
+	}
+	return Subscription{}, false
+}
+
+// DropSub removes c's subscription to the topic named name, if any. Only
+// the goroutine that owns c.Subs may call it.
+func (c *Client) DropSub(name string) {
+	for i, s := range c.Subs {
+		if s.Topic.Name() == name {
+			last := len(c.Subs) - 1
+			c.Subs[i] = c.Subs[last]
+			c.Subs[last] = Subscription{}
+			c.Subs = c.Subs[:last]
+			return
+		}
+	}
+}
+
 // Subscribe starts c's subscription to t. It is called by the bus with t's
 // lock held (see bus.Subscribe). reply is sent first, then the replay.
 func (h *Hub) Subscribe(c *Client, t *bus.Topic, latest bool, s bus.Start, sent uint64, reply []byte) {
