@@ -457,10 +457,9 @@ func (g *Gateway) onClose(c *websocket.Conn, err error) {
 		errors.Is(err, websocket.ErrInvalidCloseCode), errors.Is(err, websocket.ErrInvalidFragmentMessage):
 		cl.SetCloseReason(metrics.ClosedProtocol)
 	}
-	for _, sub := range cl.Subs {
+	for _, sub := range cl.TakeSubs() {
 		g.bus.Unsubscribe(sub.Topic, func() { g.hub.Unsubscribe(cl, sub.Topic, sub.Latest, nil) })
 	}
-	cl.Subs = nil
 	g.hub.Unregister(cl)
 	g.closed(c)
 	g.reserved.Add(-1)

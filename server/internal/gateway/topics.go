@@ -19,7 +19,7 @@ func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
 		g.fail(cl, wire.CodeBadRequest, "already subscribed to "+msg.Topic, msg.ID)
 		return
 	}
-	if len(cl.Subs) >= g.cfg.MaxSubs {
+	if cl.Subs() >= g.cfg.MaxSubs {
 		g.fail(cl, wire.CodeLimit, "subscription limit reached", msg.ID)
 		return
 	}
@@ -39,7 +39,7 @@ func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
 			s.Replay = nil // a latest-mode client gets the newest value on its next tick
 		}
 		g.hub.Subscribe(cl, t, latest, s, sent, reply)
-		cl.Subs = append(cl.Subs, hub.Subscription{Topic: t, Latest: latest})
+		cl.AddSub(hub.Subscription{Topic: t, Latest: latest})
 	})
 	if err != nil {
 		g.fail(cl, wire.CodeLimit, err.Error(), msg.ID)

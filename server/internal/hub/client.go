@@ -36,12 +36,12 @@ type Client struct {
 	visits uint32     // owned by the shard goroutine
 	topics *topicSubs // nil until the first subscription; owned by the shard goroutine
 
-	// Subs are the client's subscriptions (at most the gateway's MaxSubs,
-	// searched by topic name: a slice costs 16 B per subscription where a
-	// map cost ~350 B per client), owned by the goroutine handling its
-	// messages (nbio runs those, and the close, one at a time per
-	// connection).
-	Subs []Subscription
+	// subList holds the client's subscriptions (at most the gateway's MaxSubs,
+	// searched by topic name: 16 B each where a map cost ~350 B per client;
+	// nil until the first, so that an idle client stays 128 B), owned by
+	// the goroutine handling its messages (nbio runs those, and the close,
+	// one at a time per connection). See Sub, AddSub, DropSub, TakeSubs.
+	subList *[]Subscription
 
 	lastRead atomic.Int64 // Unix ns of the last inbound frame (coarse clock)
 	unsent   atomic.Int64 // bytes written but not yet taken by the socket

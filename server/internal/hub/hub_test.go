@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"wspush/server/internal/bus"
 	"wspush/server/internal/metrics"
@@ -296,7 +297,7 @@ func TestClientSubsByName(t *testing.T) {
 	c := &Client{}
 	for _, name := range []string{"a", "b", "c"} {
 		if err := bs.Subscribe(name, bus.Resume{}, func(tp *bus.Topic, _ bus.Start) {
-			c.Subs = append(c.Subs, Subscription{Topic: tp, Latest: name == "b"})
+			c.AddSub(Subscription{Topic: tp, Latest: name == "b"})
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -314,7 +315,13 @@ func TestClientSubsByName(t *testing.T) {
 			t.Fatalf("%s lost by DropSub(a)", name)
 		}
 	}
-	if len(c.Subs) != 2 {
-		t.Fatalf("%d subscriptions, want 2", len(c.Subs))
+	if c.Subs() != 2 {
+		t.Fatalf("%d subscriptions, want 2", c.Subs())
+	}
+	if got := c.TakeSubs(); len(got) != 2 || c.Subs() != 0 {
+		t.Fatalf("TakeSubs: %d, then %d left", len(got), c.Subs())
+	}
+	if unsafe.Sizeof(Client{}) > 128 {
+		t.Errorf("Client is %d bytes; an idle connection's budget is 128", unsafe.Sizeof(Client{}))
 	}
 }

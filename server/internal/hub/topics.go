@@ -48,10 +48,15 @@ type Subscription struct {
 	Latest bool
 }
 
-// Sub returns c's subscription to the topic named name. Only the goroutine
-// that owns c.Subs may call it.
+// The methods below are for the goroutine that owns c's subscription list
+// (the one handling c's messages and its close).
+
+// Sub returns c's subscription to the topic named name.
 func (c *Client) Sub(name string) (Subscription, bool) {
-	for _, s := range c.Subs {
+	if c.subList == nil {
+		return Subscription{}, false
+	}
+	for _, s := range *c.subList {
 		if s.Topic.Name() == name {
 			return s, true
 		}
@@ -59,18 +64,47 @@ func (c *Client) Sub(name string) (Subscription, bool) {
 	return Subscription{}, false
 }
 
-// DropSub removes c's subscription to the topic named name, if any. Only
-// the goroutine that owns c.Subs may call it.
+// Subs is how many subscriptions c has.
+func (c *Client) Subs() int {
+	if c.subList == nil {
+		return 0
+	}
+	return len(*c.subList)
+}
+
+// AddSub records a subscription of c.
+func (c *Client) AddSub(s Subscription) {
+	if c.subList == nil {
+		c.subList = new([]Subscription)
+	}
+	*c.subList = append(*c.subList, s)
+}
+
+// DropSub removes c's subscription to the topic named name, if any.
 func (c *Client) DropSub(name string) {
-	for i, s := range c.Subs {
+	if c.subList == nil {
+		return
+	}
+	l := *c.subList
+	for i, s := range l {
 		if s.Topic.Name() == name {
-			last := len(c.Subs) - 1
-			c.Subs[i] = c.Subs[last]
-			c.Subs[last] = Subscription{}
-			c.Subs = c.Subs[:last]
+			last := len(l) - 1
+			l[i] = l[last]
+			l[last] = Subscription{}
+			*c.subList = l[:last]
 			return
 		}
 	}
+}
+
+// TakeSubs returns c's subscriptions and forgets them (on close).
+func (c *Client) TakeSubs() []Subscription {
+	if c.subList == nil {
+		return nil
+	}
+	l := *c.subList
+	c.subList = nil
+	return l
 }
 
 // Subscribe starts c's subscription to t. It is called by the bus with t's
