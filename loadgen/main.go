@@ -129,6 +129,8 @@ func parseFlags(name string, args []string, stderr io.Writer) (cfg scenario.Conf
 	fs.IntVar(&cfg.PubCount, "pub-count", 0, "stop after this many publishes; 0 = until -duration (publish, churn)")
 	fs.Float64Var(&cfg.PingRate, "ping-rate", 1000, "pings per second over all connections (echo)")
 	fs.Float64Var(&cfg.ChurnRate, "churn-rate", 100, "disconnect+resume per second (churn)")
+	fs.IntVar(&cfg.Retries, "retries", 0, "dial a slot again up to this many times after a failed connect (not after fd_limit or port_exhaustion); 0 = never")
+	fs.DurationVar(&cfg.RetryBackoff, "retry-backoff", time.Second, "wait before the first retry, doubling per attempt up to 30s, jittered ×[0.5,1.5); a server's Retry-After takes precedence")
 	fs.BoolVar(&quiet, "quiet", false, "no live line")
 	if err = fs.Parse(args); err != nil {
 		return

@@ -8,22 +8,27 @@ import (
 	"syscall"
 )
 
-// Error classes reported by wsload (the keys of result.json "errors").
+// Error classes of a failed Dial (keys of result.json "errors"): refused,
+// timeout, port_exhaustion, fd_limit, rejected, bad_handshake, reset, other.
 const (
 	ClassRefused        = "refused"         // ECONNREFUSED: nothing listening, or backlog full
 	ClassTimeout        = "timeout"         // connect or upgrade took longer than -timeout
 	ClassPortExhaustion = "port_exhaustion" // EADDRNOTAVAIL/EADDRINUSE: no free source port
 	ClassFDLimit        = "fd_limit"        // EMFILE/ENFILE: out of file descriptors
-	ClassBadHandshake   = "bad_handshake"   // not a valid 101 response
+	ClassRejected       = "rejected"        // HTTP 503 or 429 (a *RejectedError): server refused, for now
+	ClassBadHandshake   = "bad_handshake"   // any other answer than a valid 101 response
 	ClassReset          = "reset"           // ECONNRESET, EPIPE or EOF during the upgrade
 	ClassOther          = "other"
 )
 
 // Classify maps a Dial error to one of the Class constants.
 func Classify(err error) string {
+	var rej *RejectedError
 	switch {
 	case err == nil:
 		return ""
+	case errors.As(err, &rej):
+		return ClassRejected
 	case errors.Is(err, ErrBadHandshake):
 		return ClassBadHandshake
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -154,7 +154,8 @@ type Target struct {
 }
 
 // ErrBadHandshake: the server answered the upgrade with something other
-// than a valid 101.
+// than a valid 101. A refusal with 503 or 429 is a *RejectedError, which
+// also matches ErrBadHandshake under errors.Is.
 var ErrBadHandshake = errors.New("engine: bad handshake")
 
 // Dial connects, upgrades and registers one connection. slot is stored in
@@ -305,7 +306,10 @@ func checkResponse(h []byte, key []byte) error {
 	if len(line) < 12 || string(line[:9]) != "HTTP/1.1 " {
 		return fmt.Errorf("%w: status line %q", ErrBadHandshake, clip(line))
 	}
-	if string(line[9:12]) != "101" {
+	if code := string(line[9:12]); code != "101" {
+		if code == "503" || code == "429" {
+			return rejected(code, rest)
+		}
 		return fmt.Errorf("%w: status %s", ErrBadHandshake, clip(line[9:]))
 	}
 	sum := sha1.Sum(append(append([]byte(nil), key...), acceptGUID...))

@@ -4,9 +4,13 @@
 // test can assert that wsload reports exactly what was injected. It speaks
 // just enough HTTP/1.1 and RFC 6455 for that, on raw net.
 //
-// Concurrency: Serve runs an accept goroutine and one goroutine per
+// With Options it can also refuse the first upgrades with HTTP 503 (or
+// 429) and a Retry-After header, as wspush does over -accept-rate.
+//
+// Concurrency: Start runs an accept goroutine and one goroutine per
 // connection (fine for a test server); Close stops them all and waits.
-// Conns and Pings are atomics.
+// Conns, Pings, Requests and Refused are atomics; mu guards conns and the
+// event times.
 package fakews
 
 import (
@@ -16,6 +20,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,26 +41,47 @@ type Step struct {
 	Pause   time.Duration // wait before the next step
 }
 
+// Options change how a Server answers upgrade requests.
+type Options struct {
+	// Refuse answers the first Refuse upgrade requests with HTTP
+	// RefuseStatus (0: 503) and hangs up. RetryAfter, when not empty, is
+	// sent as the Retry-After header value.
+	Refuse       int
+	RefuseStatus int
+	RetryAfter   string
+}
+
 // Server is a running fake server.
 type Server struct {
-	ln     net.Listener
-	script []Step
-	wg     sync.WaitGroup
-	mu     sync.Mutex // guards conns
-	conns  map[net.Conn]bool
-	Conns  atomic.Int64 // upgrades done
-	Pings  atomic.Int64 // pings answered
+	ln       net.Listener
+	script   []Step
+	opts     Options
+	wg       sync.WaitGroup
+	mu       sync.Mutex // guards conns, refusedAt, upgradedAt
+	conns    map[net.Conn]bool
+	Conns    atomic.Int64 // upgrades done
+	Pings    atomic.Int64 // pings answered
+	Requests atomic.Int64 // upgrade requests read
+	Refused  atomic.Int64 // requests refused (Options.Refuse)
+
+	refusedAt, upgradedAt []time.Time
 }
 
 // Start listens on 127.0.0.1:0 and serves script to every connection.
 // After the script the connection stays open, answering pings, until the
 // client leaves or Close.
-func Start(script []Step) (*Server, error) {
+func Start(script []Step) (*Server, error) { return StartWith(script, Options{}) }
+
+// StartWith is Start with Options.
+func StartWith(script []Step, opts Options) (*Server, error) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{ln: ln, script: script, conns: map[net.Conn]bool{}}
+	if opts.RefuseStatus == 0 {
+		opts.RefuseStatus = http.StatusServiceUnavailable
+	}
+	s := &Server{ln: ln, script: script, opts: opts, conns: map[net.Conn]bool{}}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -63,6 +89,14 @@ func Start(script []Step) (*Server, error) {
 
 // URL is the ws:// URL of the server.
 func (s *Server) URL() string { return "ws://" + s.ln.Addr().String() + "/ws" }
+
+// Times returns when requests were refused and when upgrades were done,
+// in the order they happened.
+func (s *Server) Times() (refused, upgraded []time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.refusedAt...), append([]time.Time(nil), s.upgradedAt...)
+}
 
 // Close stops the server and every connection.
 func (s *Server) Close() {
@@ -103,11 +137,18 @@ func (s *Server) serve(c net.Conn) {
 	if err != nil {
 		return
 	}
+	if n := s.Requests.Add(1); n <= int64(s.opts.Refuse) {
+		s.refuse(c)
+		return
+	}
 	sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
 	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
 		base64.StdEncoding.EncodeToString(sum[:]) + "\r\n\r\n"
 	out := []byte(resp)
 	s.Conns.Add(1)
+	s.mu.Lock()
+	s.upgradedAt = append(s.upgradedAt, time.Now())
+	s.mu.Unlock()
 	var wmu sync.Mutex // the ping answerer and the script both write
 	write := func(b []byte) bool {
 		wmu.Lock()
@@ -158,6 +199,20 @@ func (s *Server) serve(c net.Conn) {
 		write(out)
 	}
 	<-done
+}
+
+// refuse answers an upgrade request with Options.RefuseStatus.
+func (s *Server) refuse(c net.Conn) {
+	s.Refused.Add(1)
+	s.mu.Lock()
+	s.refusedAt = append(s.refusedAt, time.Now())
+	s.mu.Unlock()
+	resp := "HTTP/1.1 " + strconv.Itoa(s.opts.RefuseStatus) + " " + http.StatusText(s.opts.RefuseStatus) + "\r\n"
+	if s.opts.RetryAfter != "" {
+		resp += "Retry-After: " + s.opts.RetryAfter + "\r\n"
+	}
+	resp += "Content-Length: 0\r\nConnection: close\r\n\r\n"
+	_, _ = c.Write([]byte(resp))
 }
 
 // readLoop answers client text pings {"type":"ping","id":X} with pongs and

@@ -106,8 +106,11 @@ func rows(r *result.Result) []row {
 	if r.Expected > 0 || r.Sent > 0 {
 		out = append(out, row{"delivery", fmt.Sprintf("sent %d  expected %d  lost %d", r.Sent, r.Expected, r.Lost)})
 	}
+	out = append(out, row{"errors", counts(r.Errors)})
+	if r.Retries > 0 || r.Params.Retries > 0 {
+		out = append(out, row{"connect retries", fmt.Sprintf("%d (-retries %d, backoff %gs)", r.Retries, r.Params.Retries, r.Params.RetryBackoffS)})
+	}
 	out = append(out,
-		row{"errors", counts(r.Errors)},
 		row{"disconnects", counts(r.Disconnects)},
 		row{"wsload cpu", fmt.Sprintf("%.1f s, avg %.2f cores, peak %.2f, busiest poller %.0f%%, %.2f µs/msg",
 			r.Self.CPUSeconds, r.Self.CPUAvgCores, r.Self.CPUPeakCores, r.Self.PollerBusyPeak*100, r.Self.CPUPerMsgUS)},

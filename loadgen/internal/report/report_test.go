@@ -16,7 +16,8 @@ func sample() *result.Result {
 		h.Record(i * 1000)
 	}
 	return &result.Result{Schema: result.Schema, Scenario: "ticks", ConnsTarget: 5, ConnsEstablished: 5,
-		Messages: 100, Gaps: 3, Errors: map[string]int64{"refused": 2}, LagHist: h.Encode(), LagMS: h.Percentiles(),
+		Messages: 100, Gaps: 3, Errors: map[string]int64{"refused": 2}, Retries: 7, LagHist: h.Encode(), LagMS: h.Percentiles(),
+		Params:     result.Params{Retries: 3, RetryBackoffS: 0.5},
 		Series:     []result.Second{{T: 1, Msgs: 50, LagP50: 1, LagP99: 2}, {T: 2, Msgs: 50, LagP50: 1, LagP99: 3}},
 		Bottleneck: result.Bottleneck{Summary: result.Summary(false)}}
 }
@@ -31,7 +32,7 @@ func TestRender(t *testing.T) {
 	if err := Main([]string{in}, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"gaps 3", "refused 2", "p50 50.02", "target 5"} {
+	for _, want := range []string{"gaps 3", "refused 2", "p50 50.02", "target 5", "connect retries            7 (-retries 3, backoff 0.5s)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, out.String())
 		}

@@ -23,8 +23,8 @@ func Merge(parts []*Result) (*Result, error) {
 	out.Self = Self{}
 	lag, conn := NewHist(), NewHist()
 	var (
-		target                                                           int
-		est, peak, final, msgs, wel, gaps, dups, reo, wm, sent, ex, lost int64
+		target                                                                    int
+		est, peak, final, msgs, wel, gaps, dups, reo, wm, sent, ex, lost, retries int64
 	)
 	series := map[int]*Second{}
 	seriesHist := map[int]*Hist{}
@@ -45,6 +45,7 @@ func Merge(parts []*Result) (*Result, error) {
 		sent += p.Sent
 		ex += p.Expected
 		lost += p.Lost
+		retries += p.Retries
 		if len(p.TopicStats) > 0 && out.TopicStats == nil {
 			out.TopicStats = make([]TopicStat, len(p.TopicStats))
 		}
@@ -118,6 +119,7 @@ func Merge(parts []*Result) (*Result, error) {
 	out.ConnsTarget, out.ConnsEstablished, out.ConnsPeak, out.ConnsFinal = target, est, peak, final
 	out.Messages, out.Welcomes, out.Gaps, out.Duplicates, out.Reorders = msgs, wel, gaps, dups, reo
 	out.WelcomeMissing, out.Sent, out.Expected, out.Lost = wm, sent, ex, lost
+	out.Retries = retries
 	out.FinishTopics()
 	out.LagHist, out.ConnHist = lag.Encode(), conn.Encode()
 	out.LagMS, out.ConnectMS = lag.Percentiles(), conn.Percentiles()

@@ -17,6 +17,7 @@ func part(vals []int64, sec []int64) *Result {
 		Schema: Schema, Scenario: "ticks", ConnsTarget: 10, ConnsEstablished: 10, ConnsPeak: 10,
 		Messages: int64(len(vals)), Gaps: 1, Duplicates: 2,
 		Errors:  map[string]int64{"refused": 1},
+		Retries: 3,
 		LagHist: h.Encode(), LagMS: h.Percentiles(),
 		Series: []Second{{T: 1, Msgs: int64(len(sec)), LagHist: s.Encode()}},
 		Self:   Self{CPUSeconds: 1, RSSPeakBytes: 1000, HeapBytes: 500},
@@ -45,7 +46,7 @@ func TestMergeExact(t *testing.T) {
 	if m.LagMS.P50 > 11 {
 		t.Fatalf("p50 %.2f looks averaged", m.LagMS.P50)
 	}
-	if m.Messages != 2000 || m.Gaps != 2 || m.Duplicates != 4 || m.Errors["refused"] != 2 || m.ConnsTarget != 20 {
+	if m.Messages != 2000 || m.Gaps != 2 || m.Duplicates != 4 || m.Errors["refused"] != 2 || m.Retries != 6 || m.ConnsTarget != 20 {
 		t.Fatalf("counters %+v", m)
 	}
 	if len(m.Series) != 1 || m.Series[0].Msgs != 15 {

@@ -41,8 +41,9 @@ type Result struct {
 	Expected       int64 `json:"expected"`        // deliveries owed (publish, echo); 0 elsewhere
 	Lost           int64 `json:"lost"`            // expected but never received by the end
 
-	Errors      map[string]int64 `json:"errors"`      // failed connects and protocol trouble, by class
-	Disconnects map[string]int64 `json:"disconnects"` // established connections that ended early, by class
+	Errors      map[string]int64 `json:"errors"`            // failed connects and protocol trouble, by class
+	Retries     int64            `json:"retries,omitempty"` // connects made again after a failed one (-retries)
+	Disconnects map[string]int64 `json:"disconnects"`       // established connections that ended early, by class
 
 	LagMS     Percentiles `json:"lag_ms"`     // receive − server's intended time
 	ConnectMS Percentiles `json:"connect_ms"` // TCP connect + upgrade
@@ -71,7 +72,10 @@ type Params struct {
 	PubCount  int     `json:"pub_count,omitempty"`
 	PingRate  float64 `json:"ping_rate,omitempty"`
 	ChurnRate float64 `json:"churn_rate,omitempty"`
-	DurationS float64 `json:"hold_s"`
+	// Retries and RetryBackoffS are -retries and -retry-backoff (s).
+	Retries       int     `json:"retries,omitempty"`
+	RetryBackoffS float64 `json:"retry_backoff_s,omitempty"`
+	DurationS     float64 `json:"hold_s"`
 }
 
 // Percentiles of a latency in milliseconds.

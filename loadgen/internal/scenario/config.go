@@ -34,6 +34,12 @@ type Config struct {
 	PingRate  float64       `json:"ping_rate"`  // pings per second of this process
 	ChurnRate float64       `json:"churn_rate"` // reconnects per second of this process
 
+	// Retries: a slot whose connect failed is dialled again up to this
+	// many times (0: never); the first wait is RetryBackoff, doubling
+	// (retry.go).
+	Retries      int           `json:"retries"`
+	RetryBackoff time.Duration `json:"retry_backoff"`
+
 	// Offset and Stride map local connection j to global number
 	// Offset+j*Stride (which picks its URL and source).
 	Offset int `json:"offset"`
@@ -74,6 +80,13 @@ func (c *Config) Validate() error {
 		return errors.New("scenario: -pub-after must be 0 or more and less than -duration")
 	case c.PubCount < 0:
 		return errors.New("scenario: -pub-count must be >= 0")
+	case c.Retries < 0 || c.Retries > maxRetries:
+		return fmt.Errorf("scenario: -retries must be 0..%d", maxRetries)
+	case c.RetryBackoff < 0 || c.RetryBackoff > maxBackoff:
+		return fmt.Errorf("scenario: -retry-backoff must be 0..%s", maxBackoff)
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = time.Second
 	}
 	if c.Stride <= 0 {
 		c.Stride = 1

@@ -30,6 +30,7 @@ func (r *Run) result(start time.Time, elapsed time.Duration, final int64) *resul
 			URL: r.cfg.URL, Admin: r.cfg.Admin, Rate: r.cfg.Rate, Sources: len(r.plan.Sources),
 			Procs: max(r.cfg.Procs, 1), Pollers: r.cfg.Pollers, Topics: r.cfg.Topics,
 			PubRate: r.cfg.PubRate, PubAfterS: r.cfg.PubAfter.Seconds(), PubCount: r.cfg.PubCount, PingRate: r.cfg.PingRate, ChurnRate: r.cfg.ChurnRate,
+			Retries:   r.cfg.Retries,
 			DurationS: r.cfg.Duration.Seconds(),
 		},
 		ConnsTarget:      r.cfg.Conns,
@@ -39,8 +40,12 @@ func (r *Run) result(start time.Time, elapsed time.Duration, final int64) *resul
 		Errors:           map[string]int64{},
 		Disconnects:      map[string]int64{},
 		Sent:             r.sent.Load(),
+		Retries:          r.retries.Load(),
 		TopicStats:       r.topicStats,
 		Series:           r.series,
+	}
+	if r.cfg.Retries > 0 {
+		res.Params.RetryBackoffS = r.cfg.RetryBackoff.Seconds()
 	}
 	lag := result.NewHist()
 	var pongs int64

@@ -5,9 +5,13 @@
 // Concurrency contract:
 //   - Goroutines: one ramp goroutine (emits connection slots on a schedule),
 //     Config.Dialers dialer goroutines (connect, upgrade, register), one
-//     reporter (once a second), and for some scenarios one driver
-//     (publisher, pinger or churner). All exit when the run's context ends
-//     (after -duration); Run waits for them before it returns.
+//     reporter (once a second), with -retries one retrier (holds failed
+//     slots until their retry is due, retry.go), and for some scenarios one
+//     driver (publisher, pinger or churner). All exit when the run's
+//     context ends (after -duration); Run waits for them before it returns.
+//   - A slot is held by one goroutine at a time (ramp → dialer → retrier
+//     → dialer, or poller → OnClose → redial → dialer for churn), handed
+//     over by channels; attempts[slot] belongs to its current holder.
 //   - shard[i].mu guards everything in shard i: counters, the lag
 //     histograms, the scratch ServerMsg, and the per-connection state of
 //     the connections whose socket is served by poller i (state[slot]). A
@@ -54,6 +58,10 @@ type Run struct {
 	handles []atomic.Pointer[engine.Conn]
 	redial  chan uint32
 
+	attempts []uint8        // failed connects in a row per slot; nil without -retries
+	retryIn  chan retryItem // dialers → retrier
+	retryOut chan uint32    // retrier → dialers, unbuffered
+
 	connMu   sync.Mutex
 	connHist *result.Hist
 	connSec  int64
@@ -63,6 +71,7 @@ type Run struct {
 	established atomic.Int64
 	peak        atomic.Int64
 	sent        atomic.Int64
+	retries     atomic.Int64 // retry dials made
 	rampBehind  atomic.Int64 // worst lateness of the connect schedule, ns
 	stopping    atomic.Bool
 
@@ -129,6 +138,11 @@ func New(cfg Config) (*Run, error) {
 		r.shards[i].lag, r.shards[i].lagSec = result.NewHist(), result.NewHist()
 		r.shards[i].errs = map[string]int64{}
 	}
+	if cfg.Retries > 0 {
+		r.attempts = make([]uint8, cfg.Conns)
+		r.retryIn = make(chan retryItem, cfg.Dialers)
+		r.retryOut = make(chan uint32)
+	}
 	if cfg.Topics > 0 {
 		r.lastPub = make([]uint64, cfg.Topics)
 		r.epochs = make([]json.RawMessage, cfg.Topics)
@@ -170,6 +184,10 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 	for range r.cfg.Dialers {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.dialer(runCtx, slots) }()
+	}
+	if r.cfg.Retries > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.retrier(runCtx) }()
 	}
 	if d := r.driver(); d != nil {
 		wg.Add(1)
@@ -223,11 +241,12 @@ func (r *Run) ramp(ctx context.Context, start time.Time, slots chan<- uint32) {
 	}
 }
 
-// dialer connects the slots it is given, and the slots churn hands back.
+// dialer connects the slots it is given, the slots churn hands back and
+// the failed ones the retrier hands back.
 func (r *Run) dialer(ctx context.Context, slots <-chan uint32) {
 	for {
 		var slot uint32
-		var ok bool
+		var ok, retry bool
 		select {
 		case <-ctx.Done():
 			return
@@ -237,21 +256,33 @@ func (r *Run) dialer(ctx context.Context, slots <-chan uint32) {
 				continue
 			}
 		case slot = <-r.redial:
+		case slot = <-r.retryOut:
+			retry = true
 		}
-		r.dial(slot)
+		r.dial(ctx, slot, retry)
 	}
 }
 
-func (r *Run) dial(slot uint32) {
+// dial connects slot (again, when retry). A failure is counted and, with
+// -retries, scheduled for another attempt.
+func (r *Run) dial(ctx context.Context, slot uint32, retry bool) {
+	if retry {
+		r.retries.Add(1)
+	}
 	g := r.cfg.Offset + int(slot)*r.cfg.Stride
 	ep := r.plan.Endpoint(g)
 	c, took, err := r.eng.Dial(engine.Target{Addr: ep.Addr, Host: ep.Host, Source: r.plan.Source(g)}, slot)
 	r.connMu.Lock()
 	if err != nil {
-		r.dialErrs[engine.Classify(err)]++
+		class := engine.Classify(err)
+		r.dialErrs[class]++
 		r.errSec++
 		r.connMu.Unlock()
+		r.retryLater(ctx, slot, err, class)
 		return
+	}
+	if r.attempts != nil && r.attempts[slot] != 0 {
+		r.attempts[slot] = 0 // connected: the next failure starts over
 	}
 	r.connHist.Record(took.Microseconds())
 	r.connSec++

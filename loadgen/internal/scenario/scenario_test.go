@@ -16,7 +16,14 @@ import (
 
 func run(t *testing.T, scen string, script []fakews.Step, conns int, mod func(*Config)) (*result.Result, *fakews.Server) {
 	t.Helper()
-	srv, err := fakews.Start(script)
+	return runWith(t, scen, script, fakews.Options{}, conns, mod)
+}
+
+// runWith runs scenario scen against a fakews server with opts, conns
+// connections, 1.5 s unless mod changes it.
+func runWith(t *testing.T, scen string, script []fakews.Step, opts fakews.Options, conns int, mod func(*Config)) (*result.Result, *fakews.Server) {
+	t.Helper()
+	srv, err := fakews.StartWith(script, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

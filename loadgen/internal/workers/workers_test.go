@@ -77,3 +77,26 @@ func TestTwoWorkersMergeExactly(t *testing.T) {
 		t.Errorf("no merged live line with all 9 connections:\n%s", log.String())
 	}
 }
+
+// -retries reaches the workers (Config as JSON) and their retries are
+// summed in the merged result.
+func TestWorkersRetry(t *testing.T) {
+	srv, err := fakews.StartWith([]fakews.Step{{Welcome: true}}, fakews.Options{Refuse: 2, RetryAfter: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	cfg := scenario.Config{Scenario: "connect", URL: srv.URL(), Conns: 6, Rate: 500,
+		Duration: 1500 * time.Millisecond, Pollers: 1, Dialers: 2, Retries: 3, RetryBackoff: 20 * time.Millisecond}
+	var log bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := Run(ctx, cfg, 2, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if res.ConnsEstablished != 6 || res.Errors["rejected"] != 2 || res.Retries != 2 || res.Params.Retries != 3 {
+		t.Fatalf("established %d rejected %d retries %d params.retries %d, want 6 2 2 3\n%s",
+			res.ConnsEstablished, res.Errors["rejected"], res.Retries, res.Params.Retries, log.String())
+	}
+}

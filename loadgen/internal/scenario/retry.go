@@ -1,0 +1,134 @@
+package scenario
+
+// Connection retries (-retries, -retry-backoff): a slot whose connect
+// failed is dialled again later, like a real client reconnecting, at most
+// cfg.Retries times in a row.
+//
+// Ownership: a slot is held by one goroutine at a time. The ramp emits it
+// once and a dialer dials it; when the connect fails and the slot has
+// attempts left, that dialer increments attempts[slot] and hands
+// {due, slot} to the retrier goroutine (retryIn), which keeps them in a
+// min-heap by due time and offers each due slot to any idle dialer
+// (retryOut). attempts[slot] is touched only by the slot's current holder,
+// and every hand-over is a channel operation. A successful connect resets
+// the counter (so a churned slot whose redial fails gets retries of its
+// own); the churn path hands the slot over as before (OnClose → redial).
+//
+// The retrier never blocks on a send: it offers a due slot in a select
+// that also accepts new entries and ctx.Done(), so a dialer can always
+// hand a slot over, and it returns when the run ends, dropping what is
+// still waiting: retries stop with -duration and no goroutine or timer
+// outlives Execute. Memory: one byte per slot (nil with -retries 0), and a
+// heap of at most one 16-byte entry per slot.
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"wspush/loadgen/internal/engine"
+)
+
+const (
+	maxRetries = 255              // attempts are counted in a uint8
+	maxBackoff = 30 * time.Second // cap of backoff × 2^(attempt-1)
+)
+
+// retryable says whether a failed connect of this class is worth another
+// try. Out of file descriptors or source ports, a retry would fail the
+// same way and only burn CPU; everything else (refused, timeout,
+// rejected, bad_handshake, reset, other) can clear up.
+func retryable(class string) bool {
+	return class != engine.ClassFDLimit && class != engine.ClassPortExhaustion
+}
+
+// retryDelay is the wait before retry number attempt (1, 2, …): the
+// server's Retry-After when it gave one, stretched by a random [1, 1.5)
+// (never earlier than asked); otherwise backoff × 2^(attempt-1), capped at
+// maxBackoff, times a random [0.5, 1.5). u is uniform in [0, 1). The
+// jitter keeps failed connects that were refused together from coming
+// back together.
+func retryDelay(attempt int, backoff, retryAfter time.Duration, u float64) time.Duration {
+	if retryAfter > 0 {
+		return time.Duration(float64(retryAfter) * (1 + u/2))
+	}
+	d := backoff
+	for i := 1; i < attempt && d < maxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, maxBackoff)
+	return time.Duration(float64(d) * (0.5 + u))
+}
+
+type retryItem struct {
+	due  int64 // Unix ns
+	slot uint32
+}
+
+// retryHeap is a min-heap of retryItems by due time (container/heap).
+type retryHeap []retryItem
+
+func (h retryHeap) Len() int           { return len(h) }
+func (h retryHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h retryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)        { *h = append(*h, x.(retryItem)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+// retryLater runs on the dialer whose connect of slot just failed with
+// err (of class class): it schedules the next attempt, if any is left.
+func (r *Run) retryLater(ctx context.Context, slot uint32, err error, class string) {
+	if r.attempts == nil || !retryable(class) || ctx.Err() != nil {
+		return
+	}
+	n := r.attempts[slot]
+	if int(n) >= r.cfg.Retries {
+		return // given up: the slot stays empty
+	}
+	n++
+	r.attempts[slot] = n
+	var ra time.Duration
+	var rej *engine.RejectedError
+	if errors.As(err, &rej) {
+		ra = rej.RetryAfter
+	}
+	d := retryDelay(int(n), r.cfg.RetryBackoff, ra, rand.Float64())
+	select {
+	case r.retryIn <- retryItem{due: time.Now().Add(d).UnixNano(), slot: slot}:
+	case <-ctx.Done():
+	}
+}
+
+// retrier is the goroutine that holds slots waiting for their retry and
+// hands each, when due, to a dialer. It returns when ctx ends.
+func (r *Run) retrier(ctx context.Context) {
+	var q retryHeap
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		var out chan<- uint32
+		var next uint32
+		if len(q) > 0 {
+			if d := time.Until(time.Unix(0, q[0].due)); d <= 0 {
+				out, next = r.retryOut, q[0].slot
+			} else {
+				t.Reset(d)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case it := <-r.retryIn:
+			heap.Push(&q, it)
+		case out <- next:
+			heap.Pop(&q)
+		case <-t.C:
+		}
+	}
+}
