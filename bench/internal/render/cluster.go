@@ -44,6 +44,9 @@ func writeCluster(b *strings.Builder, f *scenario.File) {
 	if len(r.Disconnects) > 0 || len(r.Errors) > 0 {
 		fmt.Fprintf(b, "| disconnects / errors (by class) | %s / %s | |\n", classes(r.Disconnects), classes(r.Errors))
 	}
+	if r.Retries > 0 {
+		fmt.Fprintf(b, "| connects tried again after a failed one (wsload `-retries 5`) | %d | |\n", r.Retries)
+	}
 	if len(r.NodeCloses) > 0 {
 		fmt.Fprintf(b, "| connections the nodes closed, by reason (`client`: the client went first, wsload's own closes at the end included) | %s | |\n", classes(r.NodeCloses))
 	}

@@ -136,6 +136,7 @@ type ClusterResult struct {
 	PerPublish []PublishWindow    `json:"per_publish"`
 
 	Disconnects map[string]int64 `json:"disconnects"`
+	Retries     int64            `json:"retries"` // connects tried again after a failure (wsload -retries)
 	// NodeCloses: connections the nodes closed, by reason, summed at the
 	// end of wsload's run ("client": the client went first, including
 	// wsload's own closes at the end).
@@ -247,6 +248,9 @@ func wsloadFlags(c ClusterConfig) []string {
 	return []string{"-url", url, "-admin", fmt.Sprintf("http://127.0.0.1:%d", c.AdminPort),
 		"-conns", strconv.Itoa(c.Conns), "-rate", strconv.Itoa(c.Rate), "-topics", "1",
 		"-sources", c.Sources, "-procs", "auto",
+		// A connect that times out on the saturated machine is tried
+		// again, as a real client would, so that all c.Conns subscribe.
+		"-retries", "5",
 		"-pub-after", c.PubAfter.String(), "-pub-count", strconv.Itoa(c.Publishes),
 		"-pub-rate", strconv.FormatFloat(1/c.PubEvery.Seconds(), 'g', -1, 64),
 		"-grace", c.Grace.String()}
@@ -302,7 +306,7 @@ func fillFromWsload(r *ClusterResult, res *wsload.Result) {
 	r.Gaps, r.Duplicates, r.Reorders = res.Gaps, res.Duplicates, res.Reorders
 	r.HistoryGone = res.Errors["history_gone"]
 	r.LatencyMS = res.LagMS
-	r.Disconnects, r.Errors = res.Disconnects, res.Errors
+	r.Disconnects, r.Errors, r.Retries = res.Disconnects, res.Errors, res.Retries
 	r.WsloadBound, r.WsloadSummary = res.Bottleneck.WsloadBound, res.Bottleneck.Summary
 	r.Wsload = loadRaw(res.Raw)
 	want := int64(c.Conns) * int64(c.Publishes)

@@ -117,7 +117,7 @@ func TestClusterConfig(t *testing.T) {
 	}
 	flags := strings.Join(wsloadFlags(c), " ")
 	for _, want := range []string{"-url ws://127.0.0.1:9000-9059/ws", "-admin http://127.0.0.1:10000", "-topics 1",
-		"-pub-after 5m33s", "-pub-count 2", "-pub-rate 0.016666666666666666", "-procs auto", "-grace 1m0s"} {
+		"-pub-after 5m33s", "-pub-count 2", "-pub-rate 0.016666666666666666", "-procs auto", "-retries 5", "-grace 1m0s"} {
 		if !strings.Contains(flags, want) {
 			t.Errorf("wsload flags %q lack %q", flags, want)
 		}

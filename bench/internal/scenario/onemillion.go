@@ -83,7 +83,7 @@ func OneMillion(ctx context.Context, e *Env, c OneMillionConfig) (*OneMillionRes
 		defer wg.Done()
 		res, werr = wsload.Run(ctx, e.Root, wsload.Args{Scenario: "ticks", CPUs: e.LoadCPUs, OutDir: e.WorkDir, Name: "onemillion", Duration: dur,
 			Live: true, Grace: 5 * time.Minute,
-			Flags: []string{"-conns", strconv.Itoa(c.Conns), "-rate", strconv.Itoa(c.Rate), "-url", run.URL(), "-sources", c.Sources, "-procs", "auto"}})
+			Flags: []string{"-conns", strconv.Itoa(c.Conns), "-rate", strconv.Itoa(c.Rate), "-url", run.URL(), "-sources", c.Sources, "-procs", "auto", "-retries", "5"}})
 	}()
 	// sample at the plateau: once the servers hold ≥ 99% of the target (by
 	// their /v1/stats), or at the middle of the hold window at the latest

@@ -65,6 +65,7 @@ type Result struct {
 	Expected         int64            `json:"expected"` // deliveries owed (publish, echo)
 	Lost             int64            `json:"lost"`     // owed but never received
 	Errors           map[string]int64 `json:"errors"`
+	Retries          int64            `json:"retries"` // connect retries made (-retries)
 	Disconnects      map[string]int64 `json:"disconnects"`
 	LagMS            Percentiles      `json:"lag_ms"`
 	ConnectMS        Percentiles      `json:"connect_ms"`
