@@ -51,7 +51,7 @@ func writeCluster(b *strings.Builder, f *scenario.File) {
 		fmt.Fprintf(b, "| connections the nodes closed, by reason (`client`: the client went first, wsload's own closes at the end included) | %s | |\n", classes(r.NodeCloses))
 	}
 	if len(r.PerPublish) > 0 {
-		b.WriteString("\nPer publish (from wsload's per-second series: the seconds from its slot to the next one's; deliveries during wsload's final grace count in the totals only):\n\n")
+		b.WriteString("\nPer publish (from wsload's per-second series: the seconds from its slot to the next one's, so the second at a boundary can count a few of the neighbour's deliveries; deliveries during wsload's final grace count in the totals only):\n\n")
 		b.WriteString("| publish | at | deliveries | p50 | p99 | max (reached all) |\n|---:|---:|---:|---:|---:|---:|\n")
 		for _, w := range r.PerPublish {
 			fmt.Fprintf(b, "| %d | %.0f s | %d | %s | %s | %s |\n", w.N, w.AtS, w.Deliveries, dur(w.LagP50MS), dur(w.LagP99MS), dur(w.LagMaxMS))
