@@ -85,6 +85,9 @@ type Message struct {
 	// subscribed frame telling them the topic's new epoch (and
 	// history_gone if this node missed messages). See Apply.
 	Notice []byte
+	// NoticeFrame is Notice followed by Frame, so that a subscriber gets
+	// both in one write (nil without a notice).
+	NoticeFrame []byte
 
 	deflateOnce sync.Once
 	deflated    []byte
@@ -236,6 +239,9 @@ func (b *Bus) append(t *Topic, seq uint64, ts int64, data, notice []byte) *Messa
 	t.seq = seq
 	m := &Message{Topic: t, Seq: seq, TS: ts, Data: data, Notice: notice}
 	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(t.name)+len(data))), t.name, seq, ts, data), wire.OpText)
+	if notice != nil {
+		m.NoticeFrame = append(append(make([]byte, 0, len(notice)+len(m.Frame)), notice...), m.Frame...)
+	}
 	t.remember(m, b.cfg.HistorySize)
 	t.lastPub = ts
 	t.latest.Store(m)

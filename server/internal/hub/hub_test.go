@@ -325,3 +325,46 @@ func TestClientSubsByName(t *testing.T) {
 		t.Errorf("Client is %d bytes; an idle connection's budget is 128", unsafe.Sizeof(Client{}))
 	}
 }
+
+// A message that starts a new epoch carries a notice: a plain client gets
+// both frames in one write, a compressed one gets them one after the other.
+func TestNoticeAndMessageInOneWrite(t *testing.T) {
+	h := newHub(t, Config{PushInterval: Disabled, PingInterval: Disabled, IdleTimeout: Disabled, Shards: 1})
+	bs := bus.New(bus.Config{}, h)
+	plain, pf := connect(h, false)
+	deflate, df := connect(h, false)
+	deflate.SetCompress()
+	now := time.Now()
+	for _, c := range []*Client{plain, deflate} {
+		if err := bs.Subscribe("feed", bus.Resume{}, func(tp *bus.Topic, s bus.Start) {
+			h.Subscribe(c, tp, false, s, 0, nil)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps(h, now, now, time.Millisecond)
+	pf.mu.Lock()
+	before := len(pf.frames)
+	pf.mu.Unlock()
+	dfBefore := len(df.frames)
+	// As a cluster bus does: seq 1 of an epoch this node has not seen.
+	if err := bs.Apply("feed", "epoch-b", 1, now.UnixNano(), []byte(`{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	steps(h, now, now, time.Millisecond)
+	got, _ := pf.snapshot()
+	if len(got) != before+1 {
+		t.Fatalf("plain client: %d writes for notice + message, want 1", len(got)-before)
+	}
+	w := string(got[before])
+	if i, j := strings.Index(w, `"subscribed"`), strings.Index(w, `"msg"`); i < 0 || j < 0 || i > j {
+		t.Fatalf("plain client's write %q: want the subscribed notice, then the msg", w)
+	}
+	if !strings.Contains(w, "epoch-b") {
+		t.Fatalf("notice without the new epoch: %q", w)
+	}
+	dgot, _ := df.snapshot()
+	if len(dgot) != dfBefore+2 {
+		t.Fatalf("compressed client: %d writes, want 2 (notice, then its own frame)", len(dgot)-dfBefore)
+	}
+}
