@@ -5,8 +5,9 @@
 //
 // main turns flags into a scenario.Config and dispatches; the work is done
 // in internal/engine (client connections on nbio pollers), internal/scenario
-// (one process's run), internal/workers (several processes), internal/result
-// (result.json and merging) and internal/report (rendering).
+// (one process's run), internal/workers (several processes), result
+// (result.json and merging; public: wsbench reads the same schema) and
+// internal/report (rendering).
 package main
 
 import (
@@ -23,9 +24,9 @@ import (
 	"time"
 
 	"wspush/loadgen/internal/report"
-	"wspush/loadgen/internal/result"
 	"wspush/loadgen/internal/scenario"
 	"wspush/loadgen/internal/workers"
+	"wspush/loadgen/result"
 )
 
 func main() {

@@ -11,6 +11,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"wspush/bench/internal/scenario"
+	"wspush/loadgen/result"
 )
 
 // Charts writes the bench-*.png charts for the latest files into dir and
@@ -103,14 +104,8 @@ func Charts(dir string, files []*scenario.File) ([]string, error) {
 // oneMillionChart plots open connections (thousands) and messages/s
 // (thousands) per second of the wsload series.
 func oneMillionChart(path string, raw json.RawMessage) error {
-	var r struct {
-		Series []struct {
-			T     int   `json:"t"`
-			Conns int64 `json:"conns"`
-			Msgs  int64 `json:"msgs"`
-		} `json:"series"`
-	}
-	if err := json.Unmarshal(raw, &r); err != nil {
+	r, err := result.Parse(raw)
+	if err != nil {
 		return fmt.Errorf("wsbench: 1M chart: %w", err)
 	}
 	conns, msgs := make(plotter.XYs, len(r.Series)), make(plotter.XYs, len(r.Series))

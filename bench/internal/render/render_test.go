@@ -8,7 +8,7 @@ import (
 
 	"wspush/bench/internal/bclient"
 	"wspush/bench/internal/scenario"
-	"wspush/bench/internal/wsload"
+	"wspush/loadgen/result"
 )
 
 func sample() []*scenario.File {
@@ -134,6 +134,6 @@ func TestMarkdownCluster(t *testing.T) {
 	}
 }
 
-func wsloadPct(p50, p99, mx float64) wsload.Percentiles {
-	return wsload.Percentiles{Count: 2000, P50: p50, P99: p99, Max: mx}
+func wsloadPct(p50, p99, mx float64) result.Percentiles {
+	return result.Percentiles{Count: 2000, P50: p50, P99: p99, Max: mx}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"wspush/bench/internal/scenario"
+	"wspush/loadgen/result"
 )
 
 func writeTicks(b *strings.Builder, f *scenario.File, img string) {
@@ -189,14 +190,8 @@ func writeOneMillion(b *strings.Builder, f *scenario.File, img string) {
 	c := r.Config
 	fmt.Fprintf(b, "wspush as %d processes (ports 9000–%d, `-max-conns %d`, `-push-interval %s`), wsload `-procs auto -sources %s`, ramp %d/s, hold %s after the ramp.\n\n",
 		c.Procs, 9000+c.Procs-1, c.MaxConns, c.Interval, c.Sources, c.Rate, c.Hold)
-	var w struct {
-		DurationS float64 `json:"duration_s"`
-		Messages  int64   `json:"messages"`
-		ConnsPeak int64   `json:"conns_peak"`
-		LagMS     struct {
-			P50, P99, Max float64
-		} `json:"lag_ms"`
-	}
+	// wsload's own result.json, embedded; figures stay 0 if it is unreadable
+	var w result.Result
 	_ = json.Unmarshal(r.Wsload, &w)
 	avg := 0.0
 	if w.DurationS > 0 {

@@ -14,6 +14,7 @@ import (
 
 	"wspush/bench/internal/procstat"
 	"wspush/bench/internal/wsload"
+	"wspush/loadgen/result"
 )
 
 // ClusterConfig is the "one publish to 1M clients through NATS" run: a
@@ -132,7 +133,7 @@ type ClusterResult struct {
 	// LatencyMS is end-to-end, from the node accepting the publish (the
 	// message's ts) to wsload reading it, over every delivery; with one
 	// publish at a time, Max is the time one publish took to reach all.
-	LatencyMS  wsload.Percentiles `json:"latency_ms"`
+	LatencyMS  result.Percentiles `json:"latency_ms"`
 	PerPublish []PublishWindow    `json:"per_publish"`
 
 	Disconnects map[string]int64 `json:"disconnects"`
@@ -213,7 +214,7 @@ func Cluster(ctx context.Context, e *Env, c ClusterConfig) (*ClusterResult, erro
 
 	var (
 		wg   sync.WaitGroup
-		res  *wsload.Result
+		res  *wsload.Output
 		werr error
 	)
 	runCtx, cancel := context.WithCancel(ctx)
@@ -298,7 +299,7 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 }
 
 // fillFromWsload copies wsload's figures into r.
-func fillFromWsload(r *ClusterResult, res *wsload.Result) {
+func fillFromWsload(r *ClusterResult, res *wsload.Output) {
 	c := r.Config
 	r.WsloadDurationS = res.DurationS
 	r.Established, r.Peak, r.Final = res.ConnsEstablished, res.ConnsPeak, res.ConnsFinal
@@ -318,7 +319,7 @@ func fillFromWsload(r *ClusterResult, res *wsload.Result) {
 // PublishWindows splits the per-second series into one window per publish
 // (see PublishWindow). Second t of the series covers (t−1 s, t s] after
 // wsload's start.
-func PublishWindows(series []wsload.Second, c ClusterConfig) []PublishWindow {
+func PublishWindows(series []result.Second, c ClusterConfig) []PublishWindow {
 	var out []PublishWindow
 	for i := 0; i < c.Publishes; i++ {
 		at := c.PubAfter + time.Duration(i)*c.PubEvery
@@ -328,14 +329,14 @@ func PublishWindows(series []wsload.Second, c ClusterConfig) []PublishWindow {
 		if i+1 < c.Publishes {
 			to = int((at+c.PubEvery)/time.Second) - 1
 		}
-		var secs []wsload.Second
+		var secs []result.Second
 		for _, s := range series {
 			if s.T >= from && s.T <= to {
 				secs = append(secs, s)
 			}
 		}
 		w := PublishWindow{N: i + 1, AtS: at.Seconds()}
-		if st, err := wsload.SteadyState(&wsload.Result{Series: secs}, from); err == nil && st.Msgs > 0 {
+		if st, err := wsload.SteadyState(&result.Result{Series: secs}, from); err == nil && st.Msgs > 0 {
 			w.Deliveries, w.LagP50MS, w.LagP99MS, w.LagMaxMS = st.Msgs, st.LagP50MS, st.LagP99MS, st.LagMaxMS
 		}
 		out = append(out, w)

@@ -10,6 +10,7 @@ import (
 	"wspush/bench/internal/procstat"
 	"wspush/bench/internal/target"
 	"wspush/bench/internal/wsload"
+	"wspush/loadgen/result"
 )
 
 // idleInterval is the push interval while holding idle connections: long
@@ -71,7 +72,7 @@ func idleOne(ctx context.Context, e *Env, name string, n1, round int) (IdleResul
 	d2 := ramp2 + hold
 	d1 := ramp1 + d2 + 5*time.Second
 	type res struct {
-		r   *wsload.Result
+		r   *wsload.Output
 		err error
 	}
 	c1 := make(chan res, 1)
@@ -185,7 +186,7 @@ func connectOne(ctx context.Context, e *Env, name string, offered, round int) (C
 
 // rampOf is the time until conns connections were open (the second in
 // which the last connected, counted to its end) and the busiest second.
-func rampOf(series []wsload.Second, conns int) (float64, int64) {
+func rampOf(series []result.Second, conns int) (float64, int64) {
 	var ramp float64
 	var peak int64
 	first := -1

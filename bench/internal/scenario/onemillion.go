@@ -76,7 +76,7 @@ func OneMillion(ctx context.Context, e *Env, c OneMillionConfig) (*OneMillionRes
 	ramp := time.Duration(float64(c.Conns) / float64(c.Rate) * float64(time.Second))
 	dur := ramp + c.Hold
 	var wg sync.WaitGroup
-	var res *wsload.Result
+	var res *wsload.Output
 	var werr error
 	wg.Add(1)
 	go func() {
@@ -130,15 +130,10 @@ func OneMillion(ctx context.Context, e *Env, c OneMillionConfig) (*OneMillionRes
 	if full := FirstFull(res.Series, c.Conns); full > 0 {
 		from = full + 2
 	}
-	if st, err := SteadyState(res, from); err == nil {
+	if st, err := wsload.SteadyState(res.Result, from); err == nil {
 		r.Steady, r.Held = st, st.MinConns
 	}
 	return r, nil
-}
-
-// SteadyState is wsload.SteadyState (here so callers need one import).
-func SteadyState(res *wsload.Result, from int) (wsload.Steady, error) {
-	return wsload.SteadyState(res, from)
 }
 
 // statsConns sums the "connections" of every process's /v1/stats.

@@ -11,6 +11,7 @@ import (
 	"wspush/bench/internal/procstat"
 	"wspush/bench/internal/target"
 	"wspush/bench/internal/wsload"
+	"wspush/loadgen/result"
 )
 
 // Lag and loss limits a ticks trial must meet to pass.
@@ -175,7 +176,7 @@ func TicksTrial(ctx context.Context, e *Env, name string, interval time.Duration
 	if full := FirstFull(res.Series, e.Conns); full > 0 {
 		from = max(from, full+1+int(math.Ceil(interval.Seconds())))
 	}
-	st, err := wsload.SteadyState(res, from)
+	st, err := wsload.SteadyState(res.Result, from)
 	if err != nil {
 		return nil, err
 	}
@@ -187,12 +188,12 @@ func TicksTrial(ctx context.Context, e *Env, name string, interval time.Duration
 		}
 	}
 	tr.WsloadCores = res.Self.CPUAvgCores
-	tr.Pass, tr.Why = judge(res, st, e.Conns, tr.OfferedRate)
+	tr.Pass, tr.Why = judge(res.Result, st, e.Conns, tr.OfferedRate)
 	return tr, nil
 }
 
 // judge applies the pass criteria to a ticks run.
-func judge(res *wsload.Result, st wsload.Steady, conns int, offered float64) (bool, string) {
+func judge(res *result.Result, st wsload.Steady, conns int, offered float64) (bool, string) {
 	var errs int64
 	for _, v := range res.Errors {
 		errs += v
@@ -219,7 +220,7 @@ func judge(res *wsload.Result, st wsload.Steady, conns int, offered float64) (bo
 
 // FirstFull is the first second at whose end conns connections were open,
 // or 0 if that never happened.
-func FirstFull(series []wsload.Second, conns int) int {
+func FirstFull(series []result.Second, conns int) int {
 	for _, s := range series {
 		if s.Conns >= int64(conns) {
 			return s.T

@@ -3,19 +3,16 @@ package wsload
 import (
 	"testing"
 
-	hdr "github.com/HdrHistogram/hdrhistogram-go"
+	"wspush/loadgen/result"
 )
 
-func enc(t *testing.T, us ...int64) string {
-	h := hdr.New(1, 3_600_000_000, 3)
+// enc is a per-second lag histogram as wsload writes it (µs values).
+func enc(us ...int64) string {
+	h := result.NewHist()
 	for _, v := range us {
-		_ = h.RecordValue(v)
+		h.Record(v)
 	}
-	b, err := h.Encode(hdr.V2CompressedEncodingCookieBase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return h.Encode()
 }
 
 func TestSteadyState(t *testing.T) {
@@ -23,11 +20,11 @@ func TestSteadyState(t *testing.T) {
 	for i := 0; i < 99; i++ {
 		many = append(many, 1000) // 1 ms
 	}
-	r := &Result{Series: []Second{
-		{T: 1, Conns: 10, Msgs: 5, LagHist: enc(t, 900_000)}, // ramp: excluded
-		{T: 2, Conns: 100, Msgs: 99, LagHist: enc(t, many...)},
-		{T: 3, Conns: 100, Msgs: 0},                                   // stalled second
-		{T: 4, Conns: 99, Msgs: 1, Gaps: 2, LagHist: enc(t, 250_000)}, // one late message
+	r := &result.Result{Series: []result.Second{
+		{T: 1, Conns: 10, Msgs: 5, LagHist: enc(900_000)}, // ramp: excluded
+		{T: 2, Conns: 100, Msgs: 99, LagHist: enc(many...)},
+		{T: 3, Conns: 100, Msgs: 0},                                // stalled second
+		{T: 4, Conns: 99, Msgs: 1, Gaps: 2, LagHist: enc(250_000)}, // one late message
 	}}
 	st, err := SteadyState(r, 2)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
-	"wspush/loadgen/internal/result"
+	"wspush/loadgen/result"
 )
 
 // PNG draws three charts stacked: the lag percentile spectrum, messages

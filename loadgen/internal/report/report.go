@@ -15,7 +15,7 @@ import (
 	"sort"
 	"strings"
 
-	"wspush/loadgen/internal/result"
+	"wspush/loadgen/result"
 )
 
 // Main is "wsload report".

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"wspush/loadgen/internal/result"
+	"wspush/loadgen/result"
 )
 
 func sample() *result.Result {

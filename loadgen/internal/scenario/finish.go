@@ -5,8 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"wspush/loadgen/internal/result"
 	"wspush/loadgen/internal/selfmon"
+	"wspush/loadgen/result"
 )
 
 // Thresholds of the self-check (docs/loadgen.md, "Is wsload the

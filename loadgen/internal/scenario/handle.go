@@ -5,8 +5,8 @@ import (
 	"strconv"
 
 	"wspush/loadgen/internal/engine"
-	"wspush/loadgen/internal/result"
 	"wspush/loadgen/internal/seq"
+	"wspush/loadgen/result"
 	"wspush/server/wire"
 )
 

@@ -33,10 +33,10 @@ import (
 	"time"
 
 	"wspush/loadgen/internal/engine"
-	"wspush/loadgen/internal/result"
 	"wspush/loadgen/internal/selfmon"
 	"wspush/loadgen/internal/seq"
 	"wspush/loadgen/internal/targets"
+	"wspush/loadgen/result"
 	"wspush/server/wire"
 )
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"wspush/loadgen/internal/fakews"
-	"wspush/loadgen/internal/result"
+	"wspush/loadgen/result"
 )
 
 func run(t *testing.T, scen string, script []fakews.Step, conns int, mod func(*Config)) (*result.Result, *fakews.Server) {

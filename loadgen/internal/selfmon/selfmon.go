@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"wspush/loadgen/internal/result"
+	"wspush/loadgen/result"
 )
 
 // clkTck is USER_HZ, 100 on Linux.

@@ -28,9 +28,9 @@ import (
 	"syscall"
 	"time"
 
-	"wspush/loadgen/internal/result"
 	"wspush/loadgen/internal/scenario"
 	"wspush/loadgen/internal/selfmon"
+	"wspush/loadgen/result"
 )
 
 // Command is the hidden subcommand of a worker process.

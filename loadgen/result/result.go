@@ -1,7 +1,23 @@
-// Package result is wsload's result.json: the versioned schema
-// ("wsload/v1", documented field by field in docs/loadgen.md), HdrHistogram
-// helpers, and the exact merge of several workers' results (histograms are
-// merged bucket by bucket, never by averaging percentiles).
+// Package result is the wsload/v1 schema: the result.json that wsload
+// (loadgen/) writes and wsbench (bench/, through bench/internal/wsload)
+// reads. It is the one definition of that wire format for both programs,
+// which is why it is not internal; docs/loadgen.md documents it field by
+// field. It also holds wsload's HdrHistogram helpers and the exact merge
+// of several workers' results (histograms are merged bucket by bucket,
+// never by averaging percentiles).
+//
+// Stability: the JSON is the contract. Under Schema "wsload/v1" the field
+// names, their types and their meanings stay as they are; new fields may be
+// added (readers must tolerate their absence in older files, as with
+// "retries"), and anything that would rename, remove or redefine a field
+// bumps Schema. The Go side that readers rely on is the types that mirror
+// the JSON one to one (Result, Params, Percentiles, Second, TopicStat,
+// Self, Bottleneck), Schema, Parse, Load and Save, and for the histograms
+// DecodeHist, NewHist, Hist.Merge and Hist.Percentiles (the encoding: V2
+// compressed base64, µs, 1 µs to 1 h, 3 significant digits). The rest
+// (Merge, Finish, FinishTopics, Summary, Hist's recording side) is wsload's
+// own machinery, exported for its internal packages; it may change with
+// wsload as long as the JSON does not.
 //
 // Concurrency: values here are plain data; a Hist is not safe for
 // concurrent use and is guarded by whoever owns it.
@@ -133,12 +149,31 @@ func Load(path string) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("result: %w", err)
 	}
-	var r Result
-	if err := json.Unmarshal(b, &r); err != nil {
+	r, err := parse(b)
+	if err != nil {
 		return nil, fmt.Errorf("result: %s: %w", path, err)
 	}
+	return r, nil
+}
+
+// Parse decodes a result.json already in memory (such as the copy wsbench
+// embeds in its own result files) and checks its schema.
+func Parse(b []byte) (*Result, error) {
+	r, err := parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("result: %w", err)
+	}
+	return r, nil
+}
+
+// parse is Parse without the package prefix on its errors.
+func parse(b []byte) (*Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, err
+	}
 	if r.Schema != Schema {
-		return nil, fmt.Errorf("result: %s: schema %q, want %q", path, r.Schema, Schema)
+		return nil, fmt.Errorf("schema %q, want %q", r.Schema, Schema)
 	}
 	return &r, nil
 }
