@@ -9,7 +9,10 @@ import (
 // scenario at the same time into one, exactly: counters and maps are
 // summed, histograms merged bucket by bucket and the percentiles computed
 // again from the merged histogram, per-second points merged by their
-// second. wsload's own cost is summed (CPU, memory) or maxed (peaks of
+// second. A worker starved of CPU may skip seconds (its point then holds
+// the counts of all of them); for a second it skipped, its levels
+// (connections, CPU) are carried forward from its previous point, so that
+// the merged connection count never drops for want of a report. wsload's own cost is summed (CPU, memory) or maxed (peaks of
 // lateness), and the run is wsload-bound if any worker was.
 func Merge(parts []*Result) (*Result, error) {
 	if len(parts) == 0 {
@@ -123,6 +126,7 @@ func Merge(parts []*Result) (*Result, error) {
 	out.FinishTopics()
 	out.LagHist, out.ConnHist = lag.Encode(), conn.Encode()
 	out.LagMS, out.ConnectMS = lag.Percentiles(), conn.Percentiles()
+	carryForward(parts, series, seriesHist)
 	keys := make([]int, 0, len(series))
 	for t := range series {
 		keys = append(keys, t)
@@ -160,3 +164,35 @@ func summary(bound bool) string {
 
 // Summary is the sentence for a Bottleneck verdict.
 func Summary(bound bool) string { return summary(bound) }
+
+// carryForward adds, for every second after a part's first point that the
+// part has no point for, that part's last connection count and CPU.
+func carryForward(parts []*Result, series map[int]*Second, hists map[int]*Hist) {
+	maxT := 0
+	for _, p := range parts {
+		if n := len(p.Series); n > 0 {
+			maxT = max(maxT, p.Series[n-1].T)
+		}
+	}
+	for _, p := range parts {
+		if len(p.Series) == 0 {
+			continue
+		}
+		j, last := 0, p.Series[0]
+		for t := p.Series[0].T; t <= maxT; t++ {
+			if j < len(p.Series) && p.Series[j].T == t {
+				last = p.Series[j]
+				j++
+				continue
+			}
+			d := series[t]
+			if d == nil {
+				d = &Second{T: t}
+				series[t] = d
+				hists[t] = NewHist()
+			}
+			d.Conns += last.Conns
+			d.CPU += last.CPU
+		}
+	}
+}

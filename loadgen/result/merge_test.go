@@ -82,3 +82,29 @@ func TestFinishTopics(t *testing.T) {
 		t.Fatalf("expected %d lost %d, want 15 and 3", r.Expected, r.Lost)
 	}
 }
+
+// A worker that skipped seconds (starved of CPU) still counts its
+// connections in them; message counts are not invented.
+func TestMergeCarriesLevelsOverSkippedSeconds(t *testing.T) {
+	a, b := part(nil, nil), part(nil, nil)
+	a.Series = []Second{{T: 1, Conns: 100, Msgs: 5}, {T: 2, Conns: 100, Msgs: 5}, {T: 3, Conns: 100, Msgs: 5}, {T: 4, Conns: 100, Msgs: 5}}
+	b.Series = []Second{{T: 1, Conns: 50, Msgs: 1}, {T: 3, Conns: 60, Msgs: 9}} // skipped 2, and 4 (ended behind)
+	for _, p := range []*Result{a, b} {
+		for i := range p.Series {
+			p.Series[i].LagHist = NewHist().Encode()
+		}
+	}
+	m, err := Merge([]*Result{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct{ conns, msgs int64 }{{150, 6}, {150, 5}, {160, 14}, {160, 5}}
+	if len(m.Series) != len(want) {
+		t.Fatalf("%d seconds, want %d", len(m.Series), len(want))
+	}
+	for i, w := range want {
+		if s := m.Series[i]; s.Conns != w.conns || s.Msgs != w.msgs {
+			t.Errorf("second %d: conns %d msgs %d, want %d %d", s.T, s.Conns, s.Msgs, w.conns, w.msgs)
+		}
+	}
+}
