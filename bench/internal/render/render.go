@@ -135,7 +135,7 @@ make build
 bin/wsbench -quick                   # = wsbench run -quick: ticks at 5k, every target, ≤ 5 min
 bin/wsbench -full                    # ticks, idle, broadcast, connect at 19k, 2 rounds (~20–30 min)
 bin/wsbench onemillion               # 1M connections to 60 wspush processes (~8 min, ≥ 16 GiB free)
-bin/wsbench cluster                  # 3 publishes, one at a time, to 1M clients over 60 wspush nodes joined by NATS (~8 min, ≥ 16 GiB free)
+bin/wsbench cluster                  # 2 publishes, one a minute, to 1M clients over 60 wspush nodes joined by NATS (~8 min, ≥ 16 GiB free)
 bin/wsbench report -o docs/benchmarks.md bench/results/*.json   # re-render only
 ` + "```" + `
 
