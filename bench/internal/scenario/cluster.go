@@ -272,7 +272,7 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 		nats, _ := procstat.SumRSS([]int{f.nats.Process.Pid})
 		r.NodesRSSPeak, r.NATSRSSPeak = max(r.NodesRSSPeak, nodes), max(r.NATSRSSPeak, nats)
 		if !plateau {
-			n := sumConns(ctx, admins)
+			n, _ := sumStats(ctx, admins)
 			full := n >= c.Conns
 			if full && r.RampS == 0 {
 				r.RampS = time.Since(start).Seconds()

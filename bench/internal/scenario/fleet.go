@@ -161,12 +161,6 @@ func stopGroups(cmds []*exec.Cmd, grace time.Duration) {
 	}
 }
 
-// sumConns adds up the "connections" of every node's /v1/stats.
-func sumConns(ctx context.Context, admins []string) int {
-	n, _ := sumStats(ctx, admins)
-	return n
-}
-
 // sumStats adds up every node's /v1/stats: open connections, and closed
 // connections by reason (why the server closed them, or "client").
 func sumStats(ctx context.Context, admins []string) (int, map[string]int64) {

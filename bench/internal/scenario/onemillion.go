@@ -144,5 +144,6 @@ func statsConns(run *target.Running, procs int) int {
 	for i := range admins {
 		admins[i] = run.AdminURL(i)
 	}
-	return sumConns(context.Background(), admins)
+	n, _ := sumStats(context.Background(), admins)
+	return n
 }

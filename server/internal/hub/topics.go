@@ -275,18 +275,19 @@ func (s *shard) handle(it *item, fresh []*Client) {
 	case itemMsg:
 		m := it.m
 		for _, c := range s.streams[m.Topic] {
-			if m.Notice != nil && !c.compress.Load() {
-				// One write for the notice and the message (a publish
-				// that starts an epoch reaches everyone twice as fast).
-				if c.Send(m.NoticeFrame) {
-					s.count(len(m.Notice))
-					s.count(len(m.Frame))
-					s.delivered++
+			if m.Notice != nil {
+				if !c.compress.Load() {
+					// One write for the notice and the message.
+					if c.Send(m.NoticeFrame) {
+						s.count(len(m.Notice))
+						s.count(len(m.Frame))
+						s.delivered++
+					}
+					continue
 				}
-				continue
-			}
-			if m.Notice != nil && c.Send(m.Notice) {
-				s.count(len(m.Notice))
+				if c.Send(m.Notice) {
+					s.count(len(m.Notice))
+				}
 			}
 			s.deliver(c, m)
 		}
