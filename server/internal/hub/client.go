@@ -1,8 +1,11 @@
 package hub
 
 import (
+	"errors"
+	"net"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"wspush/server/internal/wheel"
@@ -113,10 +116,26 @@ func (c *Client) Send(frame []byte) bool {
 	}
 	if _, err := c.conn.Write(frame); err != nil {
 		c.unsent.Add(-n)
-		c.setReason(metricsWriteError)
+		if why := writeFailure(err); why != "" {
+			c.setReason(why)
+		}
 		return false
 	}
 	return true
+}
+
+// writeFailure is the close reason a failed write gives its client, or ""
+// when the write only found the socket closed or the peer gone. A write
+// that loses the race with the client's own close — its close frame and
+// FIN are read, the socket is closed (net.ErrClosed), or its reset arrives
+// first (EPIPE, ECONNRESET) — is the client's ordinary close, counted as
+// ClosedByClient unless something else set a reason; only a write that
+// fails on a socket the peer did not end is a write error.
+func writeFailure(err error) string {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		return ""
+	}
+	return metricsWriteError
 }
 
 // CloseWith sends a close frame with code and reason and stops all further
