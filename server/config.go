@@ -78,6 +78,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.DurationVar(&histTTL, "history-ttl", bus.DefaultHistoryTTL, "how long a message stays in a topic's history")
 	fs.IntVar(&maxTop, "max-topics", bus.DefaultMaxTopics, "cap on the number of topics")
 	fs.Var(&maxPub, "max-publish-bytes", "largest published value (bytes, or with KiB/MiB/GiB)")
+	histBytes := size(bus.DefaultMaxHistoryBytes)
+	fs.Var(&histBytes, "max-history-bytes", "cap on the history of all topics together (bytes, or with KiB/MiB/GiB); over it the oldest messages leave first and resumes into them get history_gone")
+	var pubRate, pubBurst int
+	fs.IntVar(&pubRate, "max-client-pub-rate", gateway.DefaultMaxPubRate, "pub messages per second per connection (with -client-publish); over it the pub gets error \"rate_limited\"; 0 = no limit")
+	fs.IntVar(&pubBurst, "max-client-pub-burst", 0, "burst for -max-client-pub-rate; 0 = twice the rate")
 	fs.StringVar(&c.Profile, "profile", "", "whole-run profile written on shutdown: "+strings.Join(profileModes, "|"))
 	fs.StringVar(&c.ProfileDir, "profile-dir", ".", "directory for -profile output")
 	fs.IntVar(&c.GCPercent, "gc-percent", 25, "Go GC target percentage (GOGC); low keeps idle connections cheap in RSS, the push path allocates nothing; ignored when GOGC is set")
@@ -133,12 +138,16 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	c.AdminAddr, c.DrainRate, c.ShutdownTimeout = adminAddr, drainRate, shutdownTimeout
 	c.Gateway = gateway.Config{Addr: addr, ReusePort: reusePort, TCPKeepAlive: tcpKeepAlive, MaxConns: maxConns, MaxMessageBytes: int(maxMsg),
 		MaxBadMessages: maxBad, Welcome: welcome, Pollers: pollers, MaxSubs: maxSubs, ClientPublish: clientPub, Compression: compression}
-	c.Bus = bus.Config{HistorySize: histSize, HistoryTTL: histTTL, MaxTopics: maxTop, MaxDataBytes: int(maxPub)}
+	c.Bus = bus.Config{HistorySize: histSize, HistoryTTL: histTTL, MaxTopics: maxTop, MaxDataBytes: int(maxPub), MaxHistoryBytes: int64(histBytes)}
 	c.Hub = hub.Config{PushInterval: orDisabled(push), PushText: pushText, PingInterval: orDisabled(ping),
 		IdleTimeout: orDisabled(idle), MaxUnsent: int(maxWrite), Shards: shards}
 	if perIP < 0 || acceptRate < 0 || msgRate < 0 {
 		return c, fmt.Errorf("wspush: -max-conns-per-ip, -accept-rate and -max-msg-rate must not be negative")
 	}
+	if pubRate < 0 || pubBurst < 0 || histBytes < 1 {
+		return c, fmt.Errorf("wspush: -max-client-pub-rate and -max-client-pub-burst must not be negative, -max-history-bytes must be positive")
+	}
+	c.Gateway.MaxClientPubRate, c.Gateway.MaxClientPubBurst = offIfZero(pubRate), pubBurst
 	g := &c.Gateway
 	g.Auth = auth.Config{Secret: jwtSecret, PublicKeyFile: jwtKey, Issuer: jwtIss, Audience: jwtAud}
 	if origins != "" {

@@ -147,6 +147,7 @@ func start(cfg Config) (*node, error) {
 		maxUnsent = hub.DefaultMaxUnsent
 	}
 	n.bus = bus.New(cfg.Bus, h)
+	n.m.SetHistory(n.bus.HistoryBytes, n.bus.HistoryEvictions)
 	var api busAPI = n.bus
 	if cfg.NATS.URLs != "" {
 		if n.cluster, err = natsbus.New(cfg.NATS, n.bus, h, n.m.Set()); err != nil {

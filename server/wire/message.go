@@ -37,10 +37,11 @@ const BroadcastTopic = ""
 
 // Error codes carried by error frames.
 const (
-	CodeBadRequest = "bad_request"
-	CodeForbidden  = "forbidden"  // e.g. pub while client publishing is off
-	CodeLimit      = "limit"      // e.g. more subscriptions than allowed
-	CodeOverloaded = "overloaded" // the server sheds a publish; retry later
+	CodeBadRequest  = "bad_request"
+	CodeForbidden   = "forbidden"    // e.g. pub while client publishing is off
+	CodeLimit       = "limit"        // e.g. more subscriptions than allowed
+	CodeOverloaded  = "overloaded"   // the server sheds a publish; retry later
+	CodeRateLimited = "rate_limited" // pub faster than the connection's publish rate; retry later
 )
 
 // MaxIDBytes bounds the client's correlation id (its JSON text).

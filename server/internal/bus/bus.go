@@ -12,7 +12,14 @@
 //     history, subscriber count and liveness; it is held while a publish is
 //     sequenced and handed to Local.Deliver, and while a subscription starts
 //     or ends, so that Local sees publishes and subscription changes of one
-//     topic in one total order. Lock order: b.mu, then a Topic's mu.
+//     topic in one total order. Lock order: b.mu, then a Topic's mu, then
+//     hmu; no goroutine holds two Topic locks at once.
+//   - hmu guards the bus-wide history queue (hq, hqHead, live, gseq), the
+//     queue of topics waiting for a trim (trims, each Topic's trimQueued)
+//     and every write of a Topic's histFrom and of histBytes (both atomics,
+//     so that since and the metrics read them without hmu). A publish
+//     that evicts another topic's history trims that topic's ring after
+//     releasing its own topic's lock (history.go).
 //   - bmu serializes broadcasts and their handing to Local.Broadcast.
 //   - A Message is immutable once published and may be shared freely.
 //   - Run sweeps idle topics until stop is closed.
@@ -41,6 +48,10 @@ type Config struct {
 	MaxTopics int
 	// MaxDataBytes caps a published value (default 64 KiB).
 	MaxDataBytes int
+	// MaxHistoryBytes caps the history of all topics together (default
+	// 512 MiB); over it the oldest entries leave first, whatever their
+	// topic, and a resume into them gets history_gone.
+	MaxHistoryBytes int64
 }
 
 // Defaults.
@@ -91,6 +102,9 @@ type Message struct {
 
 	deflateOnce sync.Once
 	deflated    []byte
+
+	gseq   uint64 // bus-wide history sequence; set under hmu
+	hbytes int64  // what the message counts for in history
 }
 
 // FrameFor returns the frame to write to a client: compressed (once, for
@@ -119,12 +133,18 @@ type Topic struct {
 	mu      sync.Mutex
 	epoch   string
 	seq     uint64
-	hist    []*Message // ring of the last HistorySize messages
+	hist    []*Message // ring of up to HistorySize messages, grown on demand
 	head    int        // index of the oldest in hist
-	n       int        // messages in hist
+	n       int        // messages in hist (dead ones included until trimmed)
 	subs    int        // local subscriptions
 	lastPub int64      // Unix ns
 	dead    bool       // swept: look the topic up again
+
+	// histFrom is the first bus-wide history seq still live in this
+	// topic: older entries in hist were evicted and wait for trim.
+	// Written under the bus's hmu (and t.mu, but for an eviction).
+	histFrom   atomic.Uint64
+	trimQueued bool // in the bus's trims; guarded by hmu
 }
 
 // Name returns the topic's name.
@@ -154,6 +174,16 @@ type Bus struct {
 	bepoch   string
 	now      func() time.Time
 	messages atomic.Uint64
+
+	hmu       sync.Mutex // see the package doc and history.go
+	hq        []entry    // history entries in publish order, from hqHead
+	hqHead    int
+	live      int // live entries in hq
+	gseq      uint64
+	trims     []*Topic // topics with evicted entries still in their rings
+	ntrims    atomic.Int32
+	histBytes atomic.Int64
+	evictions atomic.Uint64
 }
 
 // New returns a bus delivering to local.
@@ -169,6 +199,9 @@ func New(cfg Config, local Local) *Bus {
 	}
 	if cfg.MaxDataBytes <= 0 {
 		cfg.MaxDataBytes = DefaultMaxDataBytes
+	}
+	if cfg.MaxHistoryBytes <= 0 {
+		cfg.MaxHistoryBytes = DefaultMaxHistoryBytes
 	}
 	return &Bus{cfg: cfg, local: local, topics: map[string]*Topic{}, now: time.Now}
 }
@@ -230,19 +263,24 @@ func (b *Bus) Publish(topic string, data []byte) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer t.mu.Unlock()
-	return b.append(t, t.seq+1, b.now().UnixNano(), data, nil), nil
+	m := b.append(t, t.seq+1, b.now().UnixNano(), data, nil)
+	t.mu.Unlock()
+	b.trimQueuedTopics()
+	return m, nil
 }
 
 // append records and delivers message seq of t; t's lock is held.
 func (b *Bus) append(t *Topic, seq uint64, ts int64, data, notice []byte) *Message {
 	t.seq = seq
-	m := &Message{Topic: t, Seq: seq, TS: ts, Data: data, Notice: notice}
+	m := &Message{Topic: t, Seq: seq, TS: ts, Notice: notice}
 	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(t.name)+len(data))), t.name, seq, ts, data), wire.OpText)
+	// The frame ends with the value and "}": keep that copy only, so that
+	// history holds one copy of the value (and the caller's buffer goes).
+	m.Data = m.Frame[len(m.Frame)-1-len(data) : len(m.Frame)-1 : len(m.Frame)-1]
 	if notice != nil {
 		m.NoticeFrame = append(append(make([]byte, 0, len(notice)+len(m.Frame)), notice...), m.Frame...)
 	}
-	t.remember(m, b.cfg.HistorySize)
+	b.remember(t, m)
 	t.lastPub = ts
 	t.latest.Store(m)
 	b.messages.Add(1)
@@ -263,6 +301,7 @@ func (b *Bus) Apply(topic, epoch string, seq uint64, ts int64, data []byte) erro
 	if err != nil {
 		return err
 	}
+	defer b.trimQueuedTopics() // after the unlock below
 	defer t.mu.Unlock()
 	if t.epoch == epoch && seq <= t.seq {
 		return nil // seen
@@ -272,8 +311,7 @@ func (b *Bus) Apply(topic, epoch string, seq uint64, ts int64, data []byte) erro
 		// Messages were missed unless this is a fresh topic's first one.
 		gone := t.epoch == epoch || t.seq > 0 || seq != 1
 		t.epoch = epoch
-		clear(t.hist)
-		t.hist, t.head, t.n = t.hist[:0], 0, 0
+		b.clearHistory(t)
 		notice = wire.EndFrame(wire.AppendSubscribed(wire.BeginFrame(nil), topic, wire.ModeStream, seq-1, epoch, gone, nil), wire.OpText)
 	}
 	b.append(t, seq, ts, data, notice)
@@ -301,16 +339,6 @@ func (b *Bus) Last(topic string) (uint64, string) {
 	}
 	defer t.mu.Unlock()
 	return t.seq, t.epoch
-}
-
-func (t *Topic) remember(m *Message, size int) {
-	if len(t.hist) < size {
-		t.hist = append(t.hist, m)
-		t.n++
-		return
-	}
-	t.hist[t.head] = m
-	t.head = (t.head + 1) % size
 }
 
 // Broadcast sends data (a valid JSON value) to every client as a msg of
@@ -379,6 +407,7 @@ func (t *Topic) since(r Resume, cutoff int64) (replay []*Message, gone bool) {
 	if r.Epoch != t.epoch || r.Since > t.seq {
 		return nil, true
 	}
+	t.trim() // entries evicted bus-wide are gone
 	missed := t.seq - r.Since
 	if missed == 0 {
 		return nil, false
@@ -417,6 +446,7 @@ type TopicInfo struct {
 }
 
 func (t *Topic) info() TopicInfo {
+	t.trim()
 	ti := TopicInfo{Topic: t.name, Subscribers: t.subs, LastSeq: t.seq, Epoch: t.epoch, HistoryLen: t.n}
 	if t.lastPub != 0 {
 		ti.LastPublish = time.Unix(0, t.lastPub).UTC().Format(time.RFC3339Nano)
@@ -466,6 +496,8 @@ func (b *Bus) Sweep(now time.Time) int {
 		if t.subs == 0 && t.lastPub < cutoff {
 			t.dead = true
 			delete(b.topics, name)
+			b.clearHistory(t)
+			t.latest.Store(nil) // stale queue entries may still point at t
 			n++
 		}
 		t.mu.Unlock()

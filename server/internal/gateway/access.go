@@ -26,18 +26,20 @@ const (
 	DefaultMaxConnsPerIP = 0    // off: carrier-grade NAT puts thousands of clients behind one address
 	DefaultAcceptRate    = 5000 // upgrades per second, whole server
 	DefaultMaxMsgRate    = 100  // inbound messages per second, per connection
+	DefaultMaxPubRate    = 10   // client pub messages per second, per connection
 )
 
 // session is one connection's gateway-side state: its websocket.Conn's
 // session. cl is set by onOpen; grant and ip by the upgrade handler right
 // after the upgrade, before any message of the connection is handled (nbio
 // runs the handler, the connection's messages and its close in order on
-// one executor); msgs belongs to the message handler.
+// one executor); msgs and pubs belong to the message handler.
 type session struct {
 	cl    *hub.Client
 	grant *auth.Grant // nil with authentication off
 	ip    netip.Addr  // counted against the per-IP cap; zero if not counted
 	msgs  admission.Bucket
+	pubs  admission.Bucket
 }
 
 func sessionOf(c *websocket.Conn) *session {
@@ -52,6 +54,7 @@ type access struct {
 	perIP     *admission.PerIP
 	accept    *admission.Rate
 	msgLimit  admission.Limit
+	pubLimit  admission.Limit
 	origins   map[string]bool // nil: same origin only
 	anyOrigin bool
 }
@@ -68,6 +71,8 @@ func newAccess(cfg *Config) (*access, error) {
 	a.accept = admission.NewRate(admission.NewLimit(float64(rate), orDefault(cfg.AcceptBurst, max(rate, 1))))
 	msgRate := orDefault(cfg.MaxMsgRate, DefaultMaxMsgRate)
 	a.msgLimit = admission.NewLimit(float64(msgRate), orDefault(cfg.MaxMsgBurst, max(2*msgRate, 1)))
+	pubRate := orDefault(cfg.MaxClientPubRate, DefaultMaxPubRate)
+	a.pubLimit = admission.NewLimit(float64(pubRate), orDefault(cfg.MaxClientPubBurst, max(2*pubRate, 1)))
 	for _, o := range cfg.AllowedOrigins {
 		o = strings.TrimSpace(o)
 		switch {
@@ -209,6 +214,19 @@ func (g *Gateway) withinRate(c *websocket.Conn, cl *hub.Client) bool {
 		return true
 	}
 	cl.CloseWith(wire.ClosePolicy, "rate limit", metrics.ClosedRateLimit)
+	return false
+}
+
+// mayPublish takes one pub from the connection's publish budget; over it
+// the pub is answered with an error frame "rate_limited" and false is
+// returned (the connection stays: -max-msg-rate bounds a client that
+// ignores the answer).
+func (g *Gateway) mayPublish(c *websocket.Conn, cl *hub.Client, msg *wire.ClientMsg) bool {
+	s := sessionOf(c)
+	if s == nil || s.pubs.Allow(time.Now().UnixNano(), g.acc.pubLimit) {
+		return true
+	}
+	g.fail(cl, wire.CodeRateLimited, "publishing faster than -max-client-pub-rate allows; retry later", msg.ID)
 	return false
 }
 

@@ -96,6 +96,11 @@ type Config struct {
 	// (default 100), with bursts of MaxMsgBurst (default twice the rate);
 	// over it the connection is closed with 1008 "rate limit".
 	MaxMsgRate, MaxMsgBurst int
+	// MaxClientPubRate caps each connection's pub messages per second
+	// (default 10), with bursts of MaxClientPubBurst (default twice the
+	// rate); a pub over it gets an error frame "rate_limited" and is not
+	// published.
+	MaxClientPubRate, MaxClientPubBurst int
 	// TLSCertFile and TLSKeyFile, both set, make the listener wss:// only.
 	TLSCertFile, TLSKeyFile string
 }
@@ -399,7 +404,7 @@ func (g *Gateway) onMessage(c *websocket.Conn, mt websocket.MessageType, data []
 	case wire.TypeUnsub:
 		g.unsubscribe(cl, &msg)
 	case wire.TypePub:
-		g.publish(cl, &msg)
+		g.publish(c, cl, &msg)
 	}
 }
 

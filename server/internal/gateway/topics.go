@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 
+	"github.com/lesismal/nbio/nbhttp/websocket"
+
 	"wspush/server/internal/bus"
 	"wspush/server/internal/hub"
 	"wspush/server/wire"
@@ -57,9 +59,12 @@ func (g *Gateway) unsubscribe(cl *hub.Client, msg *wire.ClientMsg) {
 	g.bus.Unsubscribe(sub.Topic, func() { g.hub.Unsubscribe(cl, sub.Topic, sub.Latest, reply) })
 }
 
-func (g *Gateway) publish(cl *hub.Client, msg *wire.ClientMsg) {
+func (g *Gateway) publish(c *websocket.Conn, cl *hub.Client, msg *wire.ClientMsg) {
 	if !g.cfg.ClientPublish {
 		g.fail(cl, wire.CodeForbidden, "clients may not publish on this server (-client-publish is off); use the publish API", msg.ID)
+		return
+	}
+	if !g.mayPublish(c, cl, msg) {
 		return
 	}
 	m, err := g.bus.Publish(msg.Topic, append([]byte(nil), msg.Data...))

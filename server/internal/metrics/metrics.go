@@ -70,6 +70,8 @@ type Metrics struct {
 	SlotsBehind *vm.Counter
 
 	users func() int64 // distinct authenticated users; nil without auth
+
+	historyBytes func() int64 // bytes held by topic history; nil until SetHistory
 }
 
 // SetUsers reports distinct authenticated users (the JWT sub) through f, as
@@ -77,6 +79,16 @@ type Metrics struct {
 func (m *Metrics) SetUsers(f func() int64) {
 	m.users = f
 	m.set.NewGauge("wspush_users", func() float64 { return float64(f()) })
+}
+
+// SetHistory reports the bytes held by topic history through bytes, as the
+// gauge wspush_history_bytes and "history_bytes" in /v1/stats, and the
+// history entries evicted early for the global cap through evictions, as
+// wspush_history_evictions_total. Call it before serving.
+func (m *Metrics) SetHistory(bytes func() int64, evictions func() uint64) {
+	m.historyBytes = bytes
+	m.set.NewGauge("wspush_history_bytes", func() float64 { return float64(bytes()) })
+	m.set.NewGauge("wspush_history_evictions_total", func() float64 { return float64(evictions()) })
 }
 
 // New returns a metric set; conns reports the current connection count.
@@ -158,6 +170,7 @@ type Stats struct {
 	BadMessages       uint64            `json:"bad_messages"`
 	WheelSlotsLate    uint64            `json:"wheel_slots_late"`
 	Users             *int64            `json:"users,omitempty"` // distinct JWT subs connected, with auth on
+	HistoryBytes      int64             `json:"history_bytes"`   // held by topic history, under -max-history-bytes
 	Goroutines        int               `json:"goroutines"`
 	HeapBytes         uint64            `json:"heap_bytes"`
 }
@@ -187,6 +200,9 @@ func (m *Metrics) Snapshot(conns int64) Stats {
 	if m.users != nil {
 		u := m.users()
 		st.Users = &u
+	}
+	if m.historyBytes != nil {
+		st.HistoryBytes = m.historyBytes()
 	}
 	for r, c := range m.closed {
 		st.Closed[r] = c.Get()

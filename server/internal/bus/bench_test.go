@@ -1,0 +1,33 @@
+package bus
+
+import (
+	"strconv"
+	"testing"
+)
+
+type nopLocal struct{}
+
+func (nopLocal) Deliver(*Message)   {}
+func (nopLocal) Broadcast(*Message) {}
+func (nopLocal) Overloaded() bool   { return false }
+
+// BenchmarkPublish publishes 256-byte values round-robin to 1,000 topics,
+// with history on (the default size, so rings fill and the oldest leave).
+func BenchmarkPublish(b *testing.B) {
+	bus := New(Config{}, nopLocal{})
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = "bench." + strconv.Itoa(i)
+	}
+	data := []byte(`"` + string(make([]byte, 254)) + `"`)
+	for i := range data[1 : len(data)-1] {
+		data[1+i] = 'x'
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := bus.Publish(names[i%len(names)], data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
