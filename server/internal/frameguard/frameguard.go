@@ -5,22 +5,29 @@
 //
 // A Guard is an incremental frame-header scanner: it keeps a few bytes of
 // state per connection (the payload bytes left in the current frame, a
-// partial header of at most 14 bytes, the size of the message being
-// reassembled and whether one is in progress), looks only at headers and
-// skips payload bytes without reading them. Text payloads are checked for
-// UTF-8 where whole messages are available (the gateway's message handler),
-// not here. CheckHandshake does the same for the opening handshake.
+// partial header of at most 14 bytes, the size and kind of the message
+// being reassembled, a frame budget) and looks only at headers, skipping
+// payload bytes without reading them, with one exception: the payload of
+// a fragmented, uncompressed text message is unmasked and checked for
+// UTF-8 as it arrives (utf8.go), so that an invalid first fragment fails
+// the connection at once. Whole text messages are checked by the gateway's
+// message handler. Scan also reports where an empty data message ends,
+// since nbio never delivers those, and counts every frame against a
+// per-connection token bucket (budget.go). CheckHandshake checks the
+// opening handshake.
 //
 // # Concurrency contract
 //
-// A Guard belongs to one connection and is used by one goroutine at a time
-// (nbio reads a connection on one poller goroutine); it has no locks.
-// Scan, Drain and CheckHandshake allocate nothing. The package has no
-// global mutable state.
+// Limits are shared by all guards and read-only once in use. A Guard
+// belongs to one connection and is used by one goroutine at a time (nbio
+// reads a connection on one poller goroutine); it has no locks. Scan and
+// CheckHandshake allocate nothing. The package has no global mutable
+// state.
 package frameguard
 
 import (
 	"encoding/binary"
+	"math"
 
 	"wspush/server/wire"
 )
@@ -36,8 +43,10 @@ func (v *Violation) Error() string { return "frameguard: " + v.Reason }
 
 // Close codes used for violations.
 const (
-	CodeProtocol = 1002
-	CodeTooBig   = 1009
+	CodeProtocol   = 1002
+	CodeInvalidUTF = 1007
+	CodePolicy     = 1008
+	CodeTooBig     = 1009
 )
 
 // The violations Scan reports. They are shared values: compare them with
@@ -51,32 +60,67 @@ var (
 	ErrBadLength         = &Violation{CodeProtocol, "payload length has its most significant bit set"}
 	ErrNoMessage         = &Violation{CodeProtocol, "continuation frame with no message in progress"}
 	ErrInterleaved       = &Violation{CodeProtocol, "new data message before the fragmented one ended"}
+	ErrInvalidUTF8       = &Violation{CodeInvalidUTF, "text message is not UTF-8"}
+	ErrFrameRate         = &Violation{CodePolicy, "frame rate limit"}
 	ErrTooBig            = &Violation{CodeTooBig, "message too big"}
+)
+
+// Event is what else than a violation makes Scan stop early.
+type Event uint8
+
+// Events.
+const (
+	None        Event = iota // the input was scanned to its end
+	EmptyText                // an empty text message ends at the returned offset
+	EmptyBinary              // an empty binary message ends at the returned offset
 )
 
 // MaxHeader is the largest client frame header: 2 bytes, 8 of extended
 // length and a 4-byte masking key.
 const MaxHeader = 14
 
+// Limits are what guards enforce; the zero value of each field means its
+// default. Set them before the first Reset that uses them and do not
+// change them afterwards.
+type Limits struct {
+	// MaxMessage caps a data message's payload bytes; over it Scan reports
+	// ErrTooBig (close 1009). Default 0: no cap.
+	MaxMessage int
+	// FrameRate caps the frames a connection may send per second, of any
+	// kind (data, continuation, control), with bursts of FrameBurst
+	// (default: one second's worth); over it Scan reports ErrFrameRate
+	// (close 1008). Default 0: no cap.
+	FrameRate, FrameBurst int
+	// Clock returns the time in Unix ns (default: the system clock). The
+	// guard reads it only when a connection has used up its frame credit,
+	// once per FrameBurst frames at most.
+	Clock func() int64
+}
+
 // Guard is one connection's scanner; the zero value is not ready, call
 // Reset first.
 type Guard struct {
-	remain  uint64 // payload bytes left in the current frame
-	msgLen  uint64 // payload bytes of the data message in progress
-	max     uint64 // cap on a data message's payload bytes
-	hdr     [MaxHeader]byte
-	hlen    uint8 // bytes in hdr
-	frag    bool  // a fragmented data message is in progress
-	deflate bool  // permessage-deflate was negotiated: RSV1 may start a message
-	lost    bool  // after a violation: the frame boundaries are unknown
+	lim    *Limits
+	remain uint64 // payload bytes left in the current frame
+	msgLen uint64 // payload bytes of the data message in progress
+	last   int64  // frame budget: when credit was last refilled (Unix ns)
+	credit uint32 // frame budget: frames left before the clock is read
+	hdr    [MaxHeader]byte
+	hlen   uint8 // bytes in hdr
+	msgOp  uint8 // opcode of the data message in progress
+	frag   bool  // a fragmented data message is in progress
+	// deflate: permessage-deflate was negotiated, so RSV1 may start a
+	// message.
+	deflate bool
+	u       utf8Stream // the fragmented text message's UTF-8 check
 }
 
-// Reset readies g for a new connection: maxMessage caps a data message's
-// payload (over it: ErrTooBig, close 1009); deflate says whether
+// Reset readies g for a new connection under lim; deflate says whether
 // permessage-deflate was negotiated, which allows RSV1 on the first frame
 // of a data message.
-func (g *Guard) Reset(maxMessage int, deflate bool) {
-	*g = Guard{max: uint64(max(maxMessage, 0)), deflate: deflate}
+func (g *Guard) Reset(lim *Limits, deflate bool) {
+	*g = Guard{lim: lim, deflate: deflate}
+	g.resetBudget()
 }
 
 // headerSize returns the length of the header that starts with b0 b1.
@@ -94,73 +138,85 @@ func headerSize(b1 byte) int {
 	return n
 }
 
-// Scan checks p, the next bytes the client sent. It returns nil when they
-// hold no violation. Otherwise it returns the first violation and n, the
-// bytes up to the end of the offending frame's header; the stream is then
-// broken and only Drain may be called.
-func (g *Guard) Scan(p []byte) (n int, err error) {
-	return g.scan(p, true)
-}
-
-// Drain follows a stream after a violation, ignoring what is wrong with
-// it, and reports whether the client has sent its close frame (its header
-// is enough) or the frame boundaries can no longer be followed: either way
-// there is nothing left to wait for and the socket may be closed.
-func (g *Guard) Drain(p []byte) bool {
-	if g.lost {
-		return true
-	}
-	_, err := g.scan(p, false)
-	return err != nil
-}
-
-// errPeerClosed ends a Drain: a close frame's header was seen.
-var errPeerClosed = &Violation{CodeProtocol, "peer sent close"}
-
-func (g *Guard) scan(p []byte, strict bool) (int, error) {
-	total := len(p)
-	for len(p) > 0 {
+// Scan checks p, the next bytes the client sent, and reports how many of
+// them the parser may take before something needs doing:
+//
+//   - n == len(p), None, nil: all of p is fine.
+//   - EmptyText or EmptyBinary, nil: p[:n] is fine and ends with an empty
+//     data message, which nbio would not deliver; Scan again from p[n:].
+//   - a violation: the offending frame starts at p[n] (n is 0 when it
+//     started in an earlier call), so p[:n] holds only whole, valid frames
+//     (or the end of one begun earlier). The stream is then broken: do not
+//     call Scan again.
+func (g *Guard) Scan(p []byte) (n int, ev Event, err error) {
+	i, start := 0, 0 // start: where the current frame began in p
+	for i < len(p) {
 		if g.remain > 0 {
-			if uint64(len(p)) <= g.remain {
-				g.remain -= uint64(len(p))
-				return total, nil
+			k := len(p) - i
+			if uint64(k) > g.remain {
+				k = int(g.remain)
 			}
-			p = p[g.remain:]
-			g.remain = 0
+			if g.u.on && !g.u.feed(p[i:i+k]) {
+				return start, None, ErrInvalidUTF8
+			}
+			g.remain -= uint64(k)
+			i += k
+			if g.remain > 0 {
+				return len(p), None, nil
+			}
+			if g.u.on && !g.u.end() {
+				return start, None, ErrInvalidUTF8
+			}
+			continue
 		}
 		var h []byte
-		if g.hlen == 0 && len(p) >= 2 && len(p) >= headerSize(p[1]) {
+		if g.hlen == 0 {
+			start = i
+		}
+		if g.hlen == 0 && len(p)-i >= 2 && len(p)-i >= headerSize(p[i+1]) {
 			// The whole header is here: read it in place.
-			h = p[:headerSize(p[1])]
-			p = p[len(h):]
+			h = p[i : i+headerSize(p[i+1])]
+			i += len(h)
 		} else {
-			for g.hlen < 2 && len(p) > 0 {
-				g.hdr[g.hlen] = p[0]
+			for g.hlen < 2 && i < len(p) {
+				g.hdr[g.hlen] = p[i]
 				g.hlen++
-				p = p[1:]
+				i++
 			}
 			if g.hlen < 2 {
-				return total, nil
+				return len(p), None, nil
 			}
 			need := headerSize(g.hdr[1])
-			k := copy(g.hdr[g.hlen:need], p)
+			k := copy(g.hdr[g.hlen:need], p[i:])
 			g.hlen += uint8(k)
-			p = p[k:]
+			i += k
 			if int(g.hlen) < need {
-				return total, nil
+				return len(p), None, nil
 			}
 			h = g.hdr[:need]
 			g.hlen = 0
 		}
-		if err := g.frame(h, strict); err != nil {
-			return total - len(p), err
+		ev, err := g.frame(h)
+		if err != nil {
+			return start, None, err
+		}
+		if g.remain == 0 && g.u.on && !g.u.end() {
+			return start, None, ErrInvalidUTF8
+		}
+		if ev != None {
+			return i, ev, nil
 		}
 	}
-	return total, nil
+	return len(p), None, nil
 }
 
-// frame checks one whole header and sets the payload to skip.
-func (g *Guard) frame(h []byte, strict bool) error {
+// frame checks one whole header, counts the frame against the budget and
+// sets the payload to skip (or check).
+func (g *Guard) frame(h []byte) (Event, error) {
+	if g.credit == 0 && !g.refill() {
+		return None, ErrFrameRate
+	}
+	g.credit--
 	b0, b1 := h[0], h[1]
 	op := b0 & 0x0F
 	var length uint64
@@ -170,51 +226,69 @@ func (g *Guard) frame(h []byte, strict bool) error {
 	case 127:
 		length = binary.BigEndian.Uint64(h[2:10])
 		if length>>63 != 0 {
-			g.lost = true
-			return ErrBadLength
+			return None, ErrBadLength
 		}
 	default:
 		length = uint64(l)
 	}
 	g.remain = length
-	if !strict {
-		if op == wire.OpClose {
-			return errPeerClosed
-		}
-		return nil
-	}
+	g.u.on = false
 	fin := b0&0x80 != 0
 	control := op&0x8 != 0
 	switch {
 	case b1&0x80 == 0:
-		return ErrUnmasked
+		return None, ErrUnmasked
 	case op > wire.OpBinary && op < wire.OpClose || op > wire.OpPong:
-		return ErrReservedOpcode
+		return None, ErrReservedOpcode
 	case b0&0x30 != 0:
-		return ErrReservedBits
+		return None, ErrReservedBits
 	case b0&0x40 != 0 && !(g.deflate && (op == wire.OpText || op == wire.OpBinary)):
-		return ErrReservedBits
+		return None, ErrReservedBits
 	case control && !fin:
-		return ErrControlFragmented
+		return None, ErrControlFragmented
 	case control && length > 125:
-		return ErrControlTooBig
+		return None, ErrControlTooBig
 	case control:
-		return nil
+		return None, nil
 	case op == wire.OpCont && !g.frag:
-		return ErrNoMessage
+		return None, ErrNoMessage
 	case op != wire.OpCont && g.frag:
-		return ErrInterleaved
+		return None, ErrInterleaved
 	}
 	size := length
 	if op == wire.OpCont {
 		size += g.msgLen
+	} else {
+		g.msgOp = op
+		// Only a fragmented, uncompressed text message is checked here.
+		g.u.text = op == wire.OpText && !fin && b0&0x40 == 0
 	}
-	if size > g.max {
-		return ErrTooBig
+	if size > g.maxMessage() {
+		return None, ErrTooBig
+	}
+	if g.u.text {
+		g.u.start(h[len(h)-4:], fin)
+		if fin {
+			g.u.text = false
+		}
 	}
 	g.frag, g.msgLen = !fin, size
-	if fin {
-		g.msgLen = 0
+	if !fin {
+		return None, nil
 	}
-	return nil
+	g.msgLen = 0
+	if size == 0 {
+		if g.msgOp == wire.OpText {
+			return EmptyText, nil
+		}
+		return EmptyBinary, nil
+	}
+	return None, nil
+}
+
+func (g *Guard) maxMessage() uint64 {
+	if g.lim.MaxMessage <= 0 {
+		return math.MaxUint64
+	}
+	return uint64(g.lim.MaxMessage)
 }

@@ -2,8 +2,12 @@ package frameguard
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 )
+
+// limits returns Limits with a message cap of maxMsg and no frame cap.
+func limits(maxMsg int) *Limits { return &Limits{MaxMessage: maxMsg} }
 
 // frame builds a client frame: b0 is FIN|RSV|opcode, the payload is masked
 // with a fixed key unless unmasked.
@@ -91,10 +95,10 @@ func TestScanVerdicts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for split := 0; split <= len(tc.stream); split++ {
 				var g Guard
-				g.Reset(1024, tc.deflate)
-				_, err := g.Scan(tc.stream[:split])
+				g.Reset(limits(1024), tc.deflate)
+				err := scanAll(&g, tc.stream[:split])
 				if err == nil {
-					_, err = g.Scan(tc.stream[split:])
+					err = scanAll(&g, tc.stream[split:])
 				}
 				if err != tc.want {
 					t.Fatalf("split at %d: got %v, want %v", split, err, tc.want)
@@ -102,10 +106,10 @@ func TestScanVerdicts(t *testing.T) {
 			}
 			// Byte by byte.
 			var g Guard
-			g.Reset(1024, tc.deflate)
+			g.Reset(limits(1024), tc.deflate)
 			var err error
 			for i := 0; i < len(tc.stream) && err == nil; i++ {
-				_, err = g.Scan(tc.stream[i : i+1])
+				err = scanAll(&g, tc.stream[i:i+1])
 			}
 			if err != tc.want {
 				t.Fatalf("byte by byte: got %v, want %v", err, tc.want)
@@ -114,37 +118,183 @@ func TestScanVerdicts(t *testing.T) {
 	}
 }
 
-func TestScanOffsetAndDrain(t *testing.T) {
+// scanAll scans p to its end past empty-message events.
+func scanAll(g *Guard, p []byte) error {
+	for {
+		n, ev, err := g.Scan(p)
+		if err != nil || ev == None {
+			return err
+		}
+		p = p[n:]
+	}
+}
+
+func TestScanStopsAtTheOffendingFrame(t *testing.T) {
 	good := frame(fin|0x1, []byte("hello"), false)
 	bad := frame(fin|0x1, []byte("world"), true)
-	closeFrame := frame(fin|0x8, []byte{3, 232}, false)
-	stream := cat(good, bad, frame(fin|0x9, nil, false), closeFrame)
+	stream := cat(good, frame(fin|0x9, nil, false), bad, frame(fin|0x8, []byte{3, 232}, false))
 	var g Guard
-	g.Reset(1024, false)
-	n, err := g.Scan(stream)
-	if err != ErrUnmasked || n != len(good)+2 {
-		t.Fatalf("got n=%d err=%v, want n=%d %v", n, err, len(good)+2, ErrUnmasked)
+	g.Reset(limits(1024), false)
+	n, ev, err := g.Scan(stream)
+	if err != ErrUnmasked || ev != None || n != len(good)+6 {
+		t.Fatalf("got n=%d %v %v, want n=%d %v", n, ev, err, len(good)+6, ErrUnmasked)
 	}
-	rest := stream[n:]
-	closeAt := len(rest) - len(closeFrame)
-	// The close frame's header ends the drain, and not a byte earlier.
-	if g.Drain(rest[:closeAt+1]) {
-		t.Fatal("drain ended before the close header was complete")
+	// A frame whose header began in an earlier read starts at 0.
+	g.Reset(limits(1024), false)
+	if n, _, err := g.Scan(good[:len(good)-2]); err != nil || n != len(good)-2 {
+		t.Fatalf("got n=%d %v", n, err)
 	}
-	if !g.Drain(rest[closeAt+1:]) {
-		t.Fatal("drain did not see the close frame")
+	if n, _, err := g.Scan(cat(good[len(good)-2:], bad[:1])); err != nil || n != 3 {
+		t.Fatalf("got n=%d %v", n, err)
 	}
+	if n, _, err := g.Scan(bad[1:]); err != ErrUnmasked || n != 0 {
+		t.Fatalf("got n=%d %v, want 0 %v", n, err, ErrUnmasked)
+	}
+}
 
-	g.Reset(1024, false)
-	if _, err := g.Scan([]byte{fin | 0x2, 0x80 | 127, 0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4}); err != ErrBadLength {
-		t.Fatalf("got %v", err)
+func TestScanReportsEmptyMessages(t *testing.T) {
+	text := frame(fin|0x1, []byte("hi"), false)
+	emptyText := frame(fin|0x1, nil, false)
+	emptyFrag := cat(frame(0x2, nil, false), frame(fin|0x9, []byte("p"), false), frame(0x0, nil, false), frame(fin, nil, false))
+	stream := cat(text, emptyText, emptyFrag, text, frame(fin|rs1|0x1, nil, false))
+	var g Guard
+	g.Reset(limits(1024), true)
+	type stop struct {
+		at int
+		ev Event
 	}
-	if !g.Drain([]byte{1}) {
-		t.Fatal("a stream with unknown boundaries must end the drain")
+	var got []stop
+	p, pos := stream, 0
+	for {
+		n, ev, err := g.Scan(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos += n
+		if ev == None {
+			break
+		}
+		got = append(got, stop{pos, ev})
+		p = p[n:]
+	}
+	want := []stop{{len(text) + len(emptyText), EmptyText}, {len(text) + len(emptyText) + len(emptyFrag), EmptyBinary}, {len(stream), EmptyText}}
+	if len(got) != len(want) || pos != len(stream) {
+		t.Fatalf("got %v (scanned %d of %d), want %v", got, pos, len(stream), want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+	// A zero-length final fragment of a non-empty message is no event.
+	g.Reset(limits(1024), false)
+	if n, ev, err := g.Scan(cat(frame(0x1, []byte("x"), false), frame(fin, nil, false))); n != 13 || ev != None || err != nil {
+		t.Fatalf("got n=%d %v %v", n, ev, err)
+	}
+}
+
+func TestScanChecksFragmentedTextForUTF8(t *testing.T) {
+	euro := "\u20ac" // 3 bytes
+	cases := []struct {
+		name   string
+		stream []byte
+		want   error
+		at     int // where the offending frame starts
+	}{
+		{"valid, a character cut between fragments", cat(frame(0x1, []byte("a"+euro[:1]), false), frame(0x0, []byte(euro[1:2]), false),
+			frame(fin|0x9, []byte("p"), false), frame(fin, []byte(euro[2:]+"z"), false)), nil, 0},
+		{"first fragment invalid", cat(frame(0x1, []byte("ok\xc3\x28"), false)), ErrInvalidUTF8, 0},
+		{"invalid lead byte", cat(frame(0x1, []byte("ok\xff"), false)), ErrInvalidUTF8, 0},
+		{"surrogate prefix", cat(frame(0x1, []byte("\xed\xa0"), false)), ErrInvalidUTF8, 0},
+		{"overlong prefix", cat(frame(0x1, []byte("\xe0\x80"), false)), ErrInvalidUTF8, 0},
+		{"second fragment invalid", cat(frame(0x1, []byte("ok"), false), frame(0x0, []byte("\xe2\x82x"), false)), ErrInvalidUTF8, 8},
+		{"message ends in a character", cat(frame(0x1, []byte("ok"), false), frame(fin, []byte("\xe2\x82"), false)), ErrInvalidUTF8, 8},
+		{"message ends in an empty fragment", cat(frame(0x1, []byte("\xe2"), false), frame(fin, nil, false)), ErrInvalidUTF8, 7},
+		{"binary is not checked", cat(frame(0x2, []byte("\xff"), false), frame(fin, []byte("\xfe"), false)), nil, 0},
+		{"whole text frames are left to the handler", frame(fin|0x1, []byte("\xff"), false), nil, 0},
+		{"compressed text is not checked", cat(frame(rs1|0x1, []byte("\xff"), false), frame(fin, []byte("\xfe"), false)), nil, 0},
+		{"long valid message", cat(frame(0x1, []byte(strings.Repeat("é€x", 300)), false), frame(fin, []byte(strings.Repeat("€", 300)), false)), nil, 0},
+		{"long message invalid late", cat(frame(0x1, []byte(strings.Repeat("é€x", 300)+"\xc0"), false)), ErrInvalidUTF8, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for split := 0; split <= len(tc.stream); split++ {
+				var g Guard
+				g.Reset(limits(1<<20), true)
+				n, _, err := g.Scan(tc.stream[:split])
+				at, early := n, false
+				if err == nil {
+					n, _, err = g.Scan(tc.stream[split:])
+					// n == 0: the frame began at split or in the first part.
+					at, early = split+n, n == 0
+				}
+				if err != tc.want {
+					t.Fatalf("split at %d: got %v, want %v", split, err, tc.want)
+				}
+				if err != nil && at != tc.at && !(early && tc.at <= split) {
+					t.Fatalf("split at %d: violation at %d, want %d", split, at, tc.at)
+				}
+			}
+		})
+	}
+}
+
+func TestFrameBudget(t *testing.T) {
+	now := int64(1e12)
+	lim := &Limits{MaxMessage: 1024, FrameRate: 100, FrameBurst: 10, Clock: func() int64 { return now }}
+	pong := frame(fin|0xA, nil, false)
+	var g Guard
+	g.Reset(lim, false)
+	for i := 0; i < 10; i++ {
+		if _, _, err := g.Scan(pong); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	if n, _, err := g.Scan(cat(pong, pong)); err != ErrFrameRate || n != 0 {
+		t.Fatalf("frame 11: n=%d %v, want %v", n, err, ErrFrameRate)
+	}
+	// 25 ms earn 2 frames (10 ms each), and the half frame is kept.
+	g.Reset(lim, false)
+	for i := 0; i < 10; i++ {
+		_, _, _ = g.Scan(pong)
+	}
+	now += 25e6
+	if n, _, err := g.Scan(cat(pong, pong, pong)); err != ErrFrameRate || n != 2*len(pong) {
+		t.Fatalf("after 25ms: n=%d %v, want 2 frames then %v", n, err, ErrFrameRate)
+	}
+	g.Reset(lim, false)
+	for i := 0; i < 10; i++ {
+		_, _, _ = g.Scan(pong)
+	}
+	now += 25e6
+	_, _, _ = g.Scan(cat(pong, pong))
+	now += 5e6 // with the half frame kept: a third frame
+	if _, _, err := g.Scan(pong); err != nil {
+		t.Fatalf("after 30ms: %v", err)
+	}
+	// A long pause refills at most the burst.
+	now += 3600e9
+	for i := 0; i < 10; i++ {
+		if _, _, err := g.Scan(pong); err != nil {
+			t.Fatalf("after an hour, frame %d: %v", i, err)
+		}
+	}
+	if _, _, err := g.Scan(pong); err != ErrFrameRate {
+		t.Fatalf("after an hour, frame 11: %v", err)
+	}
+	// No rate: no cap.
+	g.Reset(limits(1024), false)
+	for i := 0; i < 100000; i++ {
+		if _, _, err := g.Scan(pong); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
 func TestViolationCodes(t *testing.T) {
+	if ErrInvalidUTF8.Code != 1007 || ErrFrameRate.Code != 1008 {
+		t.Errorf("utf-8 %d, frame rate %d", ErrInvalidUTF8.Code, ErrFrameRate.Code)
+	}
 	for _, v := range []*Violation{ErrUnmasked, ErrReservedBits, ErrReservedOpcode, ErrControlFragmented,
 		ErrControlTooBig, ErrBadLength, ErrNoMessage, ErrInterleaved} {
 		if v.Code != 1002 {
@@ -168,26 +318,41 @@ func BenchmarkScan(b *testing.B) {
 	large := frame(fin|0x2, make([]byte, 1<<20), false)
 	b.Run("small-frames", func(b *testing.B) {
 		var g Guard
-		g.Reset(1<<20, false)
+		g.Reset(&Limits{MaxMessage: 1 << 20, FrameRate: 800, FrameBurst: 1 << 30}, false)
 		b.SetBytes(int64(len(small)))
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			if _, err := g.Scan(small); err != nil {
+			if _, _, err := g.Scan(small); err != nil {
 				b.Fatal(err)
 			}
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*(len(small)/len(msg))), "ns/frame")
 	})
+	// A fragmented text message: its payload is unmasked and checked.
+	unit := `{"type":"pub","data":"é€"}`
+	text := []byte(strings.Repeat(unit, 4000/len(unit)))
+	fragmented := cat(frame(0x1, text[:len(text)/2], false), frame(fin, text[len(text)/2:], false))
+	b.Run("fragmented-text", func(b *testing.B) {
+		var g Guard
+		g.Reset(limits(1<<20), false)
+		b.SetBytes(int64(len(fragmented)))
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, _, err := g.Scan(fragmented); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("large-payload", func(b *testing.B) {
 		var g Guard
-		g.Reset(1<<30, false)
+		g.Reset(limits(1<<30), false)
 		b.SetBytes(4096)
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
 			p := large
 			for len(p) > 0 {
 				k := min(4096, len(p))
-				if _, err := g.Scan(p[:k]); err != nil {
+				if _, _, err := g.Scan(p[:k]); err != nil {
 					b.Fatal(err)
 				}
 				p = p[k:]

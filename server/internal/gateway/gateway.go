@@ -33,6 +33,7 @@ import (
 
 	"wspush/server/internal/auth"
 	"wspush/server/internal/bus"
+	"wspush/server/internal/frameguard"
 	"wspush/server/internal/hub"
 	"wspush/server/internal/metrics"
 	"wspush/server/wire"
@@ -134,6 +135,7 @@ type Gateway struct {
 	ln       *listener
 	upgrader *websocket.Upgrader
 	acc      *access
+	frames   *frameguard.Limits // guard.go: every connection's frame checks
 	reserved atomic.Int64
 	draining atomic.Bool
 	handoff  atomic.Uint64 // see New
@@ -166,6 +168,7 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 	if g.acc, err = newAccess(&cfg); err != nil {
 		return nil, err
 	}
+	g.frames = frameLimits(&cfg)
 	tlsConf, err := tlsConfig(&cfg)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
+	"golang.org/x/sys/unix"
 
 	"wspush/server/internal/frameguard"
 	"wspush/server/internal/metrics"
@@ -23,9 +24,18 @@ import (
 //     scanner over the bytes on the poller goroutine before nbio parses
 //     them. TLS connections keep nbio's handler (their bytes are
 //     ciphertext at that point) and get nbio's own checks.
+//   - The connGuard hands nbio the bytes up to an empty data message and
+//     delivers that message itself, in order (nbio drops empty messages),
+//     and hands nbio the frames before a violation, then fails the
+//     connection: a close frame with the violation's code, then the socket
+//     is closed at once (RFC 6455 §7.1.7), without waiting for the client's
+//     close.
+//   - Every frame counts against a per-connection frame budget derived from
+//     the message rate (frameLimits); over it: close 1008.
 //   - nbio's UTF-8 check is turned off (it answers with 1002); checkText and
 //     checkCloseFrame check text messages and close reasons instead, and
-//     answer with 1007.
+//     answer with 1007 (a fragmented text message is checked by the guard
+//     as its fragments arrive).
 
 // acceptUTF8 replaces nbio's CheckUtf8, which would answer 1002.
 func acceptUTF8([]byte) bool { return true }
@@ -59,78 +69,139 @@ func (g *Gateway) guardConn(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return // TLS: nbio's handler decrypts first
 	}
-	cg := &connGuard{next: g.engine.DataHandler}
-	cg.fg.Reset(g.cfg.MaxMessageBytes, g.cfg.Compression && offersDeflate(r.Header))
+	cg := &connGuard{gw: g}
+	cg.fg.Reset(g.frames, g.cfg.Compression && offersDeflate(r.Header))
 	nbc.OnData(cg.onData)
 	// Publish cg to the poller goroutine, which loads handoff before every
 	// read (see New).
 	g.handoff.Add(1)
 }
 
+// FramesPerMessage is how many frames of any kind a connection may send
+// per message the message rate allows it (-max-msg-rate, -max-msg-burst):
+// room for fragments, pings and pongs, while a flood of frames that make
+// no message (empty continuations, pongs) is cut off at a few hundred a
+// second instead of costing a core.
+const FramesPerMessage = 8
+
+// frameLimits are the guard's limits for cfg: its message cap, and a frame
+// budget of FramesPerMessage times the message rate and burst (none when
+// the message rate is off).
+func frameLimits(cfg *Config) *frameguard.Limits {
+	lim := &frameguard.Limits{MaxMessage: cfg.MaxMessageBytes}
+	if rate := orDefault(cfg.MaxMsgRate, DefaultMaxMsgRate); rate > 0 {
+		burst := orDefault(cfg.MaxMsgBurst, max(2*rate, 1))
+		lim.FrameRate, lim.FrameBurst = FramesPerMessage*rate, FramesPerMessage*max(burst, 1)
+	}
+	return lim
+}
+
 // connGuard is one connection's data handler; only its poller goroutine
 // calls it.
 type connGuard struct {
-	next   func(c *nbio.Conn, data []byte)
+	gw     *Gateway
 	fg     frameguard.Guard
 	failed bool
 }
 
+// onData scans what the client sent before nbio parses it. nbio runs a
+// connection's handlers in order on its executor (nbio.Conn.Execute), and
+// parsing queues the handlers of the messages parsed; so a job queued
+// with ws.Execute after parsing a part of data runs after theirs.
 func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
 	ws, ok := c.Session().(*websocket.Conn)
 	if !ok { // still HTTP: the upgrade was refused, or is under way
-		cg.next(c, data)
+		cg.gw.engine.DataHandler(c, data)
 		return
 	}
 	if cg.failed {
-		// The close frame is out; what follows is dropped. Once the client
-		// answers with its close, the server closes the socket.
-		if cg.fg.Drain(data) {
-			ws.Execute(func() { _ = c.Close() })
+		return // the connection is failing: what follows is dropped
+	}
+	for len(data) > 0 {
+		n, ev, err := cg.fg.Scan(data)
+		if n > 0 {
+			cg.gw.engine.DataHandler(c, data[:n])
 		}
-		return
+		if err != nil {
+			cg.failed = true
+			v := err.(*frameguard.Violation)
+			// The failure runs after the upgrade handler and the messages
+			// before the offending frame: by then the client is registered
+			// with the hub (or the upgrade failed).
+			ws.Execute(func() { failConn(ws, v) })
+			return
+		}
+		if ev == frameguard.None {
+			return
+		}
+		mt := websocket.TextMessage
+		if ev == frameguard.EmptyBinary {
+			mt = websocket.BinaryMessage
+		}
+		ws.Execute(func() { cg.gw.onMessage(ws, mt, nil) })
+		data = data[n:]
 	}
-	n, err := cg.fg.Scan(data)
-	if err == nil {
-		cg.next(c, data)
-		return
-	}
-	cg.failed = true
-	v := err.(*frameguard.Violation)
-	closeNow := cg.fg.Drain(data[n:])
-	// The close runs on the connection's executor, after the upgrade
-	// handler: by then the client is registered with the hub (or the
-	// upgrade failed), and later closes queue behind this one.
-	ws.Execute(func() { failConn(ws, c, v, closeNow) })
 }
 
-// failConn answers a violation: a close frame with its code, then the
-// socket is closed once the client answers (closeNow: it already has) or
-// the hub's close grace ends.
-func failConn(ws *websocket.Conn, c *nbio.Conn, v *frameguard.Violation, closeNow bool) {
+// failConn fails the connection (RFC 6455 §7.1.7) for v: a close frame
+// with its code, then the TCP connection is closed at once, without
+// waiting for the client's close (see closeAfterFailing).
+func failConn(ws *websocket.Conn, v *frameguard.Violation) {
 	why := metrics.ClosedProtocol
-	if v.Code == frameguard.CodeTooBig {
+	switch v.Code {
+	case frameguard.CodeTooBig:
 		why = metrics.ClosedTooBig
+	case frameguard.CodePolicy:
+		why = metrics.ClosedRateLimit
 	}
-	if cl := client(ws); cl != nil {
+	cl := client(ws)
+	if cl != nil {
 		cl.CloseWith(v.Code, v.Reason, why)
 	} else {
 		var b [2 + 2 + 123]byte
-		_, _ = c.Write(wire.AppendCloseFrame(b[:0], v.Code, v.Reason))
-		closeNow = true
+		_, _ = ws.Conn.Write(wire.AppendCloseFrame(b[:0], v.Code, v.Reason))
 	}
-	if closeNow {
-		_ = c.Close()
+	closeAfterFailing(ws, cl != nil)
+}
+
+// closeAfterFailing closes the TCP connection behind the close frame just
+// written. Closing a socket that still holds unread input makes the kernel
+// send RST and drop what it has not sent yet, which may be that close
+// frame (seen with a client flooding frames). So the write side is shut
+// first (FIN after the close frame) and the socket closed at once only when
+// no input is left unread; otherwise the client sees the close frame and
+// EOF, and the socket closes when the client closes its side or, with
+// registered (a client in the hub, whose close grace then applies), when
+// the grace ends. Either way nothing more is read into nbio: the connGuard
+// drops it. A close frame still queued in nbio (a client that stopped
+// reading) is lost; RFC 6455 asks for it only as a SHOULD.
+func closeAfterFailing(ws *websocket.Conn, registered bool) {
+	nc := ws.Conn
+	if hc, ok := nc.(*nbhttp.Conn); ok {
+		nc = hc.Conn
 	}
+	if c, ok := nc.(*nbio.Conn); ok && registered {
+		unread := 0
+		if rc, err := c.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) {
+				if unix.Shutdown(int(fd), unix.SHUT_WR) == nil {
+					unread, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+				}
+			})
+		}
+		if unread > 0 {
+			return
+		}
+	}
+	_ = ws.Close()
 }
 
 // checkText wraps the message handler: a text message must be UTF-8
-// (RFC 6455 §8.1), or the connection closes with 1007.
+// (RFC 6455 §8.1), or the connection fails with 1007.
 func (g *Gateway) checkText(next func(*websocket.Conn, websocket.MessageType, []byte)) func(*websocket.Conn, websocket.MessageType, []byte) {
 	return func(c *websocket.Conn, mt websocket.MessageType, data []byte) {
 		if mt == websocket.TextMessage && !utf8.Valid(data) {
-			if cl := client(c); cl != nil {
-				cl.CloseWith(wire.CloseInvalidPayload, "text message is not UTF-8", metrics.ClosedProtocol)
-			}
+			failConn(c, frameguard.ErrInvalidUTF8)
 			return
 		}
 		next(c, mt, data)
