@@ -63,7 +63,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.StringVar(&welcome, "welcome", gateway.DefaultWelcome, "text of the welcome message")
 	fs.DurationVar(&ping, "ping-interval", hub.DefaultPingInterval, "WebSocket ping period per client; 0 disables pings")
 	fs.DurationVar(&idle, "idle-timeout", hub.DefaultIdleTimeout, "close a client from which nothing arrived for this long; 0 disables")
-	fs.IntVar(&maxConns, "max-conns", 0, "connection cap, over it upgrades get HTTP 503; 0 = no cap but the file limit")
+	fs.IntVar(&maxConns, "max-conns", 0, fmt.Sprintf("connection cap, over it clients get HTTP 503; 0 = RLIMIT_NOFILE minus a reserve for admin, NATS and files (max(64, limit/64)): %d here", gateway.DefaultMaxConns()))
+	var maxHeader size = gateway.DefaultMaxHeaderBytes
+	fs.Var(&maxHeader, "max-header-bytes", "largest HTTP request header before the upgrade (bytes, or with KiB/MiB/GiB); over it HTTP 431 and close")
+	handshakeTimeout := gateway.DefaultHandshakeTimeout
+	fs.DurationVar(&handshakeTimeout, "handshake-timeout", handshakeTimeout, "longest time from accept to a complete WebSocket upgrade; slower connections are closed")
 	fs.Var(&maxMsg, "max-message-bytes", "largest inbound message (bytes, or with KiB/MiB/GiB); larger ones close with 1009")
 	fs.Var(&maxWrite, "max-write-buffer", "cap on a client's unsent bytes (bytes, or with KiB/MiB/GiB); over it the client is dropped as slow (4008)")
 	fs.IntVar(&maxBad, "max-bad-messages", gateway.DefaultMaxBadMessages, "bad messages in a row before a client is closed with 1008")
@@ -149,6 +153,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	}
 	c.Gateway.MaxClientPubRate, c.Gateway.MaxClientPubBurst = offIfZero(pubRate), pubBurst
 	g := &c.Gateway
+	g.MaxHeaderBytes, g.HandshakeTimeout = int(maxHeader), handshakeTimeout
 	g.Auth = auth.Config{Secret: jwtSecret, PublicKeyFile: jwtKey, Issuer: jwtIss, Audience: jwtAud}
 	if origins != "" {
 		g.AllowedOrigins = strings.Split(origins, ",")
@@ -169,6 +174,9 @@ func (c Config) validate() error {
 	}
 	if c.Gateway.MaxConns < 0 {
 		errs = append(errs, fmt.Errorf("-max-conns must not be negative"))
+	}
+	if c.Gateway.MaxHeaderBytes < 256 || c.Gateway.HandshakeTimeout < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("-max-header-bytes must be at least 256 and -handshake-timeout at least 10ms"))
 	}
 	if c.Gateway.MaxMessageBytes < 1 {
 		errs = append(errs, fmt.Errorf("-max-message-bytes must be positive"))

@@ -11,7 +11,11 @@
 //     write is a non-blocking nbio write of one whole frame.
 //   - reserved counts connections upgraded or being upgraded; it is the
 //     max-conns gate. draining is set once, by Drain.
-//   - Start launches nbio's goroutines; Shutdown stops them.
+//   - Start launches nbio's goroutines and the edge's sweep; Shutdown
+//     stops them.
+//   - Before its upgrade a connection is the edge's (edge.go): every read
+//     passes through it first, under the connection's own mutex; open
+//     sockets are counted by the listener (limits.go).
 package gateway
 
 import (
@@ -51,9 +55,18 @@ type Config struct {
 	// timeout; Go's default 15 s keepalive would add two packets per
 	// connection every 15 s (133k packets/s at a million connections).
 	TCPKeepAlive time.Duration
-	// MaxConns caps connections; over it an upgrade gets HTTP 503 (default
-	// 0: no cap beyond the process's file limit).
+	// MaxConns caps connections; over it an upgrade gets HTTP 503. Default:
+	// RLIMIT_NOFILE minus a reserve for the admin listener, NATS and files
+	// (MaxConnsFor, limits.go). Open sockets, upgraded or not, are capped
+	// a little above it and below the file limit; over that a socket is
+	// answered with a raw 503 at accept.
 	MaxConns int
+	// MaxHeaderBytes caps each HTTP request header before the upgrade
+	// (default 8 KiB); over it the client gets 431 and is closed (edge.go).
+	MaxHeaderBytes int
+	// HandshakeTimeout is the longest time from accept to a complete
+	// upgrade (default 10 s); a connection over it is closed.
+	HandshakeTimeout time.Duration
 	// MaxMessageBytes caps an inbound message (default 4096); over it the
 	// connection is closed with 1009.
 	MaxMessageBytes int
@@ -120,6 +133,9 @@ const (
 	DefaultMaxBadMessages  = 10
 	DefaultWelcome         = "Welcome to the server!"
 	DefaultMaxSubs         = 64
+	// DefaultMaxHeaderBytes is what common proxies allow a request header.
+	DefaultMaxHeaderBytes   = 8 << 10
+	DefaultHandshakeTimeout = 10 * time.Second
 	// writeSlack is what nbio's own write cap allows beyond the hub's, so
 	// that a close frame still fits behind a full buffer.
 	writeSlack = 1024
@@ -133,6 +149,7 @@ type Gateway struct {
 	m        *metrics.Metrics
 	engine   *nbhttp.Engine
 	ln       *listener
+	edge     *edge // edge.go: from accept to the upgrade
 	upgrader *websocket.Upgrader
 	acc      *access
 	frames   *frameguard.Limits // guard.go: every connection's frame checks
@@ -163,6 +180,15 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 	if cfg.MaxConns < 0 {
 		return nil, fmt.Errorf("gateway: max conns %d is negative", cfg.MaxConns)
 	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns()
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
 	g := &Gateway{cfg: cfg, hub: h, bus: b, m: m}
 	var err error
 	if g.acc, err = newAccess(&cfg); err != nil {
@@ -189,7 +215,9 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 	if pollers <= 0 {
 		pollers = max(1, nbioCPUs()/2)
 	}
+	sockets := socketsCap(cfg.MaxConns, FileLimit())
 	g.engine = nbhttp.NewEngine(nbhttp.Config{
+		MaxLoad:            max(sockets, nbhttp.DefaultMaxLoad),
 		Network:            "tcp",
 		Addrs:              addrs,
 		AddrsTLS:           addrsTLS,
@@ -201,6 +229,19 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 		Handler:            mux,
 	})
 	g.engine.CheckUtf8 = acceptUTF8 // text and close reasons are checked in guard.go
+	g.edge = newEdge(cfg.MaxHeaderBytes, cfg.HandshakeTimeout, tlsConf == nil)
+	g.edge.onRefused = func() { m.UpgradeFailed(metrics.UpgradeTooLarge) }
+	g.edge.onTimeout = func() { m.UpgradeFailed(metrics.UpgradeTimeout) }
+	g.ln = newListener(nil)
+	g.ln.maxOpen, g.ln.refused = int64(sockets), func() { m.UpgradeFailed(metrics.UpgradeMaxConns) }
+	g.engine.OnOpen(g.edge.opened) // before nbio's first read of the socket
+	g.engine.OnClose(func(c net.Conn, _ error) {
+		if nbc, ok := c.(*nbio.Conn); ok {
+			g.edge.forget(nbc)
+		}
+		g.ln.closedOne()
+	})
+	g.engine.Engine.OnData(g.edge.onData) // every read goes through the edge first
 	g.engine.Engine.OnWrittenSize(written)
 	// nbio hands an accepted connection to its poller through epoll, which
 	// Go's memory model (and so the race detector) cannot see. An atomic
@@ -224,7 +265,19 @@ func written(c *nbio.Conn, _ []byte, n int) {
 	}
 }
 
+// listen hands nbio the socket Start has bound.
 func (g *Gateway) listen(network, addr string) (net.Listener, error) {
+	if g.ln == nil || g.ln.Listener == nil {
+		if err := g.bind(network, addr); err != nil {
+			return nil, err
+		}
+	}
+	return g.ln, nil
+}
+
+// bind opens the listening socket. Start does it before nbio starts: nbio
+// v1.6.8 hangs in Engine.Stop when its own listen fails.
+func (g *Gateway) bind(network, addr string) error {
 	lc := net.ListenConfig{KeepAlive: -1}
 	if g.cfg.TCPKeepAlive > 0 {
 		lc.KeepAlive = g.cfg.TCPKeepAlive
@@ -234,17 +287,25 @@ func (g *Gateway) listen(network, addr string) (net.Listener, error) {
 	}
 	ln, err := lc.Listen(context.Background(), network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+		return fmt.Errorf("gateway: listen on %s: %w", addr, err)
 	}
-	g.ln = newListener(ln)
-	return g.ln, nil
+	if g.ln == nil {
+		g.ln = newListener(nil)
+	}
+	g.ln.init(ln)
+	return nil
 }
 
 // Start listens and starts nbio.
 func (g *Gateway) Start() error {
+	if err := g.bind("tcp", g.cfg.Addr); err != nil {
+		return err
+	}
 	if err := g.engine.Start(); err != nil {
+		_ = g.ln.Listener.Close()
 		return fmt.Errorf("gateway: start: %w", err)
 	}
+	go g.edge.run()
 	return nil
 }
 
@@ -261,6 +322,7 @@ func (g *Gateway) StopAccepting() {
 // Shutdown closes every remaining connection and stops nbio.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.draining.Store(true)
+	g.edge.stopSweep()
 	if err := g.engine.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("gateway: shutdown: %w", err)
 	}
@@ -351,6 +413,7 @@ func (g *Gateway) onOpen(c *websocket.Conn) {
 	if hc, ok := conn.(*nbhttp.Conn); ok {
 		conn = hc.Conn
 	}
+	g.edgeUpgraded(conn)
 	cl := g.hub.NewClient(conn)
 	c.SetSession(&session{cl: cl})
 	interval := g.hub.PushInterval().Milliseconds()

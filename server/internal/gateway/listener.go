@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,8 +26,20 @@ import (
 // strictly in turn, so when Accept is entered the deadline of the
 // connection accepted before is armed; a connection that was upgraded
 // before that point has its deadline cleared then, by Accept.
+//
+// Admission by file descriptors (limits.go): open counts the sockets
+// accepted and not yet closed, upgraded or not; at maxOpen a new one is
+// answered 503 and closed right here, and Accept goes on. Accept errors
+// (EMFILE when something else holds the files) are logged at a bounded
+// rate and retried after a short backoff instead of being handed to nbio,
+// which would log each one.
 type listener struct {
 	net.Listener
+	maxOpen int64        // 0: no cap
+	open    atomic.Int64 // sockets accepted and not closed
+	refused func()       // counts a 503 (may be nil)
+	errLog  acceptErrors
+
 	stopOnce  sync.Once
 	closeOnce sync.Once
 	stopped   chan struct{}
@@ -39,7 +52,18 @@ type listener struct {
 }
 
 func newListener(ln net.Listener) *listener {
-	return &listener{Listener: ln, stopped: make(chan struct{}), closed: make(chan struct{})}
+	l := &listener{}
+	l.init(ln)
+	return l
+}
+
+// init readies l for ln; the gateway's listener is made in New and bound
+// in Start.
+func (l *listener) init(ln net.Listener) {
+	l.Listener = ln
+	if l.stopped == nil {
+		l.stopped, l.closed = make(chan struct{}), make(chan struct{})
+	}
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -50,22 +74,36 @@ func (l *listener) Accept() (net.Conn, error) {
 	if p != nil {
 		_ = p.SetReadDeadline(time.Time{}) // harmless if it closed since
 	}
-	c, err := l.Listener.Accept()
-	if err == nil {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			select {
+			case <-l.stopped:
+				<-l.closed
+				return nil, net.ErrClosed
+			default:
+			}
+			l.errLog.failed(err, l.stopped)
+			continue
+		}
+		l.errLog.ok()
+		if n := l.open.Add(1); l.maxOpen > 0 && n > l.maxOpen {
+			l.open.Add(-1)
+			refuseSocket(c)
+			if l.refused != nil {
+				l.refused()
+			}
+			continue
+		}
 		l.mu.Lock()
 		l.last, l.armed = remoteAddrPort(c), false
 		l.mu.Unlock()
+		return c, nil
 	}
-	if err != nil {
-		select {
-		case <-l.stopped:
-			<-l.closed
-			return nil, net.ErrClosed
-		default:
-		}
-	}
-	return c, err
 }
+
+// closedOne is called when an accepted socket has closed.
+func (l *listener) closedOne() { l.open.Add(-1) }
 
 // upgraded is called (on a poller) when c became a WebSocket: if c is the
 // connection accepted last and its deadline is not armed yet, the next
@@ -90,7 +128,9 @@ func remoteAddrPort(c net.Conn) netip.AddrPort {
 func (l *listener) stop() {
 	l.stopOnce.Do(func() {
 		close(l.stopped)
-		_ = l.Listener.Close()
+		if l.Listener != nil {
+			_ = l.Listener.Close()
+		}
 	})
 }
 

@@ -44,10 +44,15 @@ const (
 	UpgradeBadOrigin    = "bad_origin"   // Origin not allowed (HTTP 403)
 	UpgradeAcceptRate   = "accept_rate"  // over -accept-rate (HTTP 503)
 	UpgradePerIP        = "per_ip"       // over -max-conns-per-ip (HTTP 503)
+	// UpgradeTooLarge: a request header over -max-header-bytes (HTTP 431)
+	// or a request with a body (413) before the upgrade.
+	UpgradeTooLarge = "too_large"
+	// UpgradeTimeout: no complete upgrade within -handshake-timeout.
+	UpgradeTimeout = "handshake_timeout"
 )
 
 var upgradeReasons = []string{UpgradeMaxConns, UpgradeBadHandshake, UpgradeShuttingDown,
-	UpgradeUnauthorized, UpgradeBadOrigin, UpgradeAcceptRate, UpgradePerIP}
+	UpgradeUnauthorized, UpgradeBadOrigin, UpgradeAcceptRate, UpgradePerIP, UpgradeTooLarge, UpgradeTimeout}
 
 // Metrics is one server's metric set.
 type Metrics struct {
