@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/lesismal/nbio"
 
@@ -21,13 +22,21 @@ type Conn struct {
 	frag     []byte // a fragmented message being assembled
 	pending  []byte // frames written before the socket reached the poller
 	closeErr atomic.Pointer[errBox]
-	Slot     uint32 // the scenario's index for this connection
-	Shard    uint8  // poller index; per-shard accumulators are uncontended
+	flags    atomic.Uint32 // flagClosing, flagAnswered, flagEnded
+	Slot     uint32        // the scenario's index for this connection
+	Shard    uint8         // poller index; per-shard accumulators are uncontended
 	fragging bool
 	early    bool // not registered yet: writes go to pending
 }
 
 type errBox struct{ err error }
+
+// Conn.flags.
+const (
+	flagClosing  uint32 = 1 << iota // Close sent our close frame: the server's needs no answer
+	flagAnswered                    // the server answered Close: waiting for it to hang up
+	flagEnded                       // OnClose is due or done
+)
 
 // CloseError is a close frame from the server.
 type CloseError struct {
@@ -45,6 +54,9 @@ var ErrProtocol = errors.New("engine: protocol error")
 // feed parses data (a read from the socket) into frames. It runs on the
 // connection's owner goroutine (dialer before registration, then poller).
 func (c *Conn) feed(data []byte, now int64, h Handler, maxMsg int) error {
+	if c.flags.Load()&flagAnswered != 0 {
+		return nil
+	}
 	if len(c.rest) > 0 {
 		c.rest = append(c.rest, data...)
 		data = c.rest
@@ -143,6 +155,14 @@ func (c *Conn) frame(b []byte, now int64, h Handler, maxMsg int) (int, error) {
 			ce.Reason = string(p[2:])
 		}
 		c.closeErr.CompareAndSwap(nil, &errBox{ce})
+		if c.flags.Load()&flagClosing != 0 {
+			// It answers our Close: the handshake is done, and the server
+			// closes the socket next; the poller closes ours when it reads
+			// that (see Close). What else arrives is dropped.
+			c.flags.Or(flagAnswered)
+			c.frag, c.fragging = nil, false
+			return len(b), nil
+		}
 		var reply [2]byte
 		binary.BigEndian.PutUint16(reply[:], 1000)
 		_ = c.write(wire.OpClose, reply[:])
@@ -190,14 +210,47 @@ func (c *Conn) write(op byte, payload []byte) error {
 	return err
 }
 
-// Close sends a normal close frame and closes the socket; OnClose follows
-// with err set to ErrClosedByClient.
+// Close starts the closing handshake: it sends a normal close frame and
+// leaves the socket open for the server's answer. As RFC 6455 §7.1.1 asks
+// of a client, it waits for the server to close the TCP connection first:
+// the poller reads the server's close frame, then the end of the stream,
+// closes the socket and OnClose follows with err set to ErrClosedByClient.
+// A server that does not close is the caller's to Abort after a while.
+//
+// The socket is closed on its poller goroutine, never here, for a reason
+// beyond courtesy: nbio v1.6.8 acts on the events of one epoll_wait after
+// it returned, looking connections up by file descriptor. A socket closed
+// from another goroutine in that window frees its descriptor; the next
+// Dial gets the same number, and the poller applies the old socket's
+// hang-up to the new connection — a healthy connection ends with "eof"
+// (under load, a few in every churn run). Closing only on the poller, or
+// shutting the socket down (Abort) so that the poller closes it, leaves no
+// such window.
 func (c *Conn) Close() {
 	c.closeErr.CompareAndSwap(nil, &errBox{ErrClosedByClient})
+	if c.flags.Or(flagClosing)&flagClosing != 0 {
+		return
+	}
 	var p [2]byte
 	binary.BigEndian.PutUint16(p[:], 1000)
-	_ = c.write(wire.OpClose, p[:])
-	_ = c.nb.Close()
+	_ = c.write(wire.OpClose, p[:]) // a failed write closed the socket
+}
+
+// Abort ends a connection that is still open without waiting: it shuts the
+// socket down, and the poller, seeing the hang-up, closes it and calls
+// OnClose (with ErrClosedByClient). It is meant for a server that did not
+// answer Close: call it only while OnClose has not run for c, since a
+// descriptor closed in the meantime may already belong to a new socket.
+func (c *Conn) Abort() {
+	c.closeErr.CompareAndSwap(nil, &errBox{ErrClosedByClient})
+	if c.flags.Load()&flagEnded != 0 {
+		return
+	}
+	rc, err := c.nb.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
 }
 
 // ErrClosedByClient: wsload closed the connection itself.

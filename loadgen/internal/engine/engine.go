@@ -20,6 +20,11 @@
 //     poller has stopped delivering data for it.
 //   - Writes (WriteText, Close) may be called from any goroutine; nbio.Conn
 //     serialises them with its own mutex.
+//   - A registered socket is closed on its poller goroutine only (Close
+//     waits for the server to hang up, Abort shuts the socket down for the
+//     poller to close): nbio v1.6.8 would otherwise apply a stale epoll
+//     event of the closed socket to the next connection that gets its
+//     descriptor (conn.go, Close). Conn.flags is atomic.
 //   - Stop closes every connection and returns after all OnClose callbacks
 //     ran and the pollers exited; no goroutine of the engine outlives Stop.
 package engine
@@ -140,6 +145,7 @@ func (e *Engine) onClose(nc *nbio.Conn, err error) {
 		return
 	}
 	e.live.Add(-1)
+	c.flags.Or(flagEnded)
 	if b := c.closeErr.Load(); b != nil {
 		err = b.err
 	}
@@ -217,9 +223,12 @@ func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
 	if len(pending) > 0 {
 		_, _ = nb.Write(pending)
 	}
-	if feedErr != nil {
-		// established, then ended by what came with the 101 (e.g. a close
-		// frame): OnClose reports it like any other disconnect.
+	var ce *CloseError
+	if feedErr != nil && !errors.As(feedErr, &ce) {
+		// established, then ended by a bad frame that came with the 101:
+		// OnClose reports it like any other disconnect. (After a close
+		// frame, answered already, the server closes the socket itself and
+		// the poller sees it: see Conn.Close for why that is better.)
 		_ = nb.Close()
 	}
 	return c, elapsed, nil

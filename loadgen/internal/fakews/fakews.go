@@ -7,10 +7,16 @@
 // With Options it can also refuse the first upgrades with HTTP 503 (or
 // 429) and a Retry-After header, as wspush does over -accept-rate.
 //
+// It also serves topics (topics.go) the way wspush does, with just enough
+// of docs/protocol.md for publish and churn: sub with since/epoch, a
+// replay of what a resuming subscriber missed, /v1/publish. A client's
+// close frame is answered with one, and then the server hangs up (after
+// Options.CloseDelay).
+//
 // Concurrency: Start runs an accept goroutine and one goroutine per
 // connection (fine for a test server); Close stops them all and waits.
-// Conns, Pings, Requests and Refused are atomics; mu guards conns and the
-// event times.
+// Conns, Pings, Requests, Refused and the other counters are atomics; mu
+// guards conns and the event times; topicMu guards the topics.
 package fakews
 
 import (
@@ -49,6 +55,10 @@ type Options struct {
 	Refuse       int
 	RefuseStatus int
 	RetryAfter   string
+	// CloseDelay is how long the server waits before it answers a
+	// client's close frame and hangs up (plus 20 ms, in which it watches
+	// for a client that hangs up first).
+	CloseDelay time.Duration
 }
 
 // Server is a running fake server.
@@ -63,8 +73,15 @@ type Server struct {
 	Pings    atomic.Int64 // pings answered
 	Requests atomic.Int64 // upgrade requests read
 	Refused  atomic.Int64 // requests refused (Options.Refuse)
+	// ClientCloses counts close frames received; EarlyHangups those
+	// connections whose client closed its socket before the server
+	// answered its close frame.
+	ClientCloses, EarlyHangups atomic.Int64
 
 	refusedAt, upgradedAt []time.Time
+
+	topicMu sync.Mutex
+	topics  map[string]*topic
 }
 
 // Start listens on 127.0.0.1:0 and serves script to every connection.
@@ -81,7 +98,7 @@ func StartWith(script []Step, opts Options) (*Server, error) {
 	if opts.RefuseStatus == 0 {
 		opts.RefuseStatus = http.StatusServiceUnavailable
 	}
-	s := &Server{ln: ln, script: script, opts: opts, conns: map[net.Conn]bool{}}
+	s := &Server{ln: ln, script: script, opts: opts, conns: map[net.Conn]bool{}, topics: map[string]*topic{}}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -149,18 +166,20 @@ func (s *Server) serve(c net.Conn) {
 	s.mu.Lock()
 	s.upgradedAt = append(s.upgradedAt, time.Now())
 	s.mu.Unlock()
-	var wmu sync.Mutex // the ping answerer and the script both write
+	var wmu sync.Mutex // the ping answerer, the script and publishes write
 	write := func(b []byte) bool {
 		wmu.Lock()
 		defer wmu.Unlock()
 		_, err := c.Write(b)
 		return err == nil
 	}
-	// answer pings in the background
+	// answer pings, subs and the close in the background
 	done := make(chan struct{})
+	sub := &subscriber{write: write, conn: c}
 	go func() {
 		defer close(done)
-		s.readLoop(br, write)
+		defer s.unsubscribe(sub)
+		s.readLoop(c, br, sub)
 	}()
 	for i, st := range s.script {
 		var frame []byte
@@ -216,8 +235,10 @@ func (s *Server) refuse(c net.Conn) {
 }
 
 // readLoop answers client text pings {"type":"ping","id":X} with pongs and
-// returns when the client goes away.
-func (s *Server) readLoop(br *bufio.Reader, write func([]byte) bool) {
+// subs with subscriptions, and returns when the client goes away or after
+// answering its close frame.
+func (s *Server) readLoop(c net.Conn, br *bufio.Reader, sub *subscriber) {
+	write := sub.write
 	var hdr [14]byte
 	for {
 		if _, err := readFull(br, hdr[:2]); err != nil {
@@ -253,7 +274,12 @@ func (s *Server) readLoop(br *bufio.Reader, write func([]byte) bool) {
 			p[i] ^= key[i&3]
 		}
 		if op == wire.OpClose {
+			s.unsubscribe(sub) // no data after the client's close
+			s.answerClose(c, br, write)
 			return
+		}
+		if op == wire.OpText && strings.Contains(string(p), `"sub"`) {
+			s.subscribe(p, sub)
 		}
 		if op == wire.OpText && strings.Contains(string(p), `"ping"`) {
 			m, err := wire.ParseClient(p)
@@ -275,4 +301,23 @@ func readFull(br *bufio.Reader, b []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// answerClose answers a client's close frame after Options.CloseDelay and
+// hangs up, noting a client that hung up first.
+func (s *Server) answerClose(c net.Conn, br *bufio.Reader, write func([]byte) bool) {
+	s.ClientCloses.Add(1)
+	// A client that waits for the server reads on: nothing arrives.
+	_ = c.SetReadDeadline(time.Now().Add(s.opts.CloseDelay + 20*time.Millisecond))
+	if _, err := br.ReadByte(); err == nil || !isTimeout(err) {
+		s.EarlyHangups.Add(1)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	write(wire.AppendCloseFrame(nil, 1000, ""))
+	_ = c.Close()
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }

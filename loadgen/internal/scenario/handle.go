@@ -135,7 +135,10 @@ func (s *shard) record(ns int64) {
 	s.lagSec.Record(us)
 }
 
-// OnClose implements engine.Handler.
+// OnClose implements engine.Handler. In churn every slot whose connection
+// ended reconnects and resumes its subscription from the last sequence
+// number it got: at once when wsload closed it (churned), after a backoff
+// when it ended unplanned (counted in disconnects, reconnectLater).
 func (r *Run) OnClose(c *engine.Conn, err error) {
 	r.handles[c.Slot].CompareAndSwap(c, nil)
 	if r.stopping.Load() {
@@ -151,11 +154,17 @@ func (r *Run) OnClose(c *engine.Conn, err error) {
 			s.errs["disc:"+cls]++
 			s.errCount++
 		}
-	} else {
-		st.resume, st.welcomed, st.counted = st.subbed, false, false
-		st.subbed = false
+	}
+	again := r.cfg.Scenario == "churn"
+	if again {
+		st.resume = st.resume || st.subbed
+		st.welcomed, st.counted, st.subbed = false, false, false
 	}
 	s.mu.Unlock()
+	if again && !churned {
+		r.reconnectLater(s, c.Slot)
+		return
+	}
 	if churned {
 		select {
 		case r.redial <- c.Slot:

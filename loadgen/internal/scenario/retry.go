@@ -14,12 +14,19 @@ package scenario
 // the counter (so a churned slot whose redial fails gets retries of its
 // own); the churn path hands the slot over as before (OnClose → redial).
 //
+// Churn's reconnects use the same machinery: a churn slot whose connection
+// ended unplanned is handed from OnClose to the retrier (reconnectLater,
+// after one backoff), and a failed reconnect — planned or not — is retried
+// up to max(cfg.Retries, minReconnectTries) times in a row. The item says
+// which (reconnect, retry); only dials after a failed connect count in
+// retries.
+//
 // The retrier never blocks on a send: it offers a due slot in a select
 // that also accepts new entries and ctx.Done(), so a dialer can always
-// hand a slot over, and it returns when the run ends, dropping what is
-// still waiting: retries stop with -duration and no goroutine or timer
-// outlives Execute. Memory: one byte per slot (nil with -retries 0), and a
-// heap of at most one 16-byte entry per slot.
+// hand a slot over, and it returns when its context ends (-duration; in
+// churn after the grace), dropping what is still waiting: no goroutine or
+// timer outlives Execute. Memory: one byte per slot (nil with -retries 0
+// outside churn), and a heap of at most one 16-byte entry per slot.
 
 import (
 	"container/heap"
@@ -34,6 +41,11 @@ import (
 const (
 	maxRetries = 255              // attempts are counted in a uint8
 	maxBackoff = 30 * time.Second // cap of backoff × 2^(attempt-1)
+	// minReconnectTries: in churn, a slot that had a connection keeps
+	// reconnecting after a failed reconnect at least this many times in a
+	// row, -retries or not (a churning client comes back; one that gave up
+	// would count everything after as lost).
+	minReconnectTries = 5
 )
 
 // retryable says whether a failed connect of this class is worth another
@@ -63,8 +75,10 @@ func retryDelay(attempt int, backoff, retryAfter time.Duration, u float64) time.
 }
 
 type retryItem struct {
-	due  int64 // Unix ns
-	slot uint32
+	due       int64 // Unix ns
+	slot      uint32
+	reconnect bool // the slot had a connection: it resumes (churn)
+	retry     bool // after a failed connect: counted in retries
 }
 
 // retryHeap is a min-heap of retryItems by due time (container/heap).
@@ -82,13 +96,18 @@ func (h *retryHeap) Pop() any {
 }
 
 // retryLater runs on the dialer whose connect of slot just failed with
-// err (of class class): it schedules the next attempt, if any is left.
-func (r *Run) retryLater(ctx context.Context, slot uint32, err error, class string) {
+// err (of class class): it schedules the next attempt, if any is left. A
+// reconnect gets at least minReconnectTries.
+func (r *Run) retryLater(ctx context.Context, slot uint32, err error, class string, reconnect bool) {
 	if r.attempts == nil || !retryable(class) || ctx.Err() != nil {
 		return
 	}
+	limit := r.cfg.Retries
+	if reconnect {
+		limit = max(limit, minReconnectTries)
+	}
 	n := r.attempts[slot]
-	if int(n) >= r.cfg.Retries {
+	if int(n) >= limit {
 		return // given up: the slot stays empty
 	}
 	n++
@@ -100,8 +119,33 @@ func (r *Run) retryLater(ctx context.Context, slot uint32, err error, class stri
 	}
 	d := retryDelay(int(n), r.cfg.RetryBackoff, ra, rand.Float64())
 	select {
-	case r.retryIn <- retryItem{due: time.Now().Add(d).UnixNano(), slot: slot}:
+	case r.retryIn <- retryItem{due: time.Now().Add(d).UnixNano(), slot: slot, reconnect: reconnect, retry: true}:
 	case <-ctx.Done():
+	}
+}
+
+// reconnectLater runs in OnClose when a churn slot's connection ended
+// without wsload closing it (the server closed it, or the socket failed):
+// the slot reconnects, like a real client, after -retry-backoff × a random
+// [0.5, 1.5), and resumes its subscription. It never blocks (OnClose runs
+// on nbio's executor): when the retrier's queue is full the slot is
+// redialled at once, and when that queue is full too it is given up and
+// counted as redial_queue_full.
+func (r *Run) reconnectLater(s *shard, slot uint32) {
+	r.attempts[slot] = 0 // the slot's holder, now: a new series of attempts
+	d := retryDelay(1, r.cfg.RetryBackoff, 0, rand.Float64())
+	select {
+	case r.retryIn <- retryItem{due: time.Now().Add(d).UnixNano(), slot: slot, reconnect: true}:
+		return
+	default:
+	}
+	select {
+	case r.redial <- slot:
+	default:
+		s.mu.Lock()
+		s.errs["redial_queue_full"]++
+		s.errCount++
+		s.mu.Unlock()
 	}
 }
 
@@ -112,11 +156,11 @@ func (r *Run) retrier(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		var out chan<- uint32
-		var next uint32
+		var out chan<- retryItem
+		var next retryItem
 		if len(q) > 0 {
 			if d := time.Until(time.Unix(0, q[0].due)); d <= 0 {
-				out, next = r.retryOut, q[0].slot
+				out, next = r.retryOut, q[0]
 			} else {
 				t.Reset(d)
 			}

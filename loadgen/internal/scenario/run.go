@@ -5,13 +5,16 @@
 // Concurrency contract:
 //   - Goroutines: one ramp goroutine (emits connection slots on a schedule),
 //     Config.Dialers dialer goroutines (connect, upgrade, register), one
-//     reporter (once a second), with -retries one retrier (holds failed
-//     slots until their retry is due, retry.go), and for some scenarios one
-//     driver (publisher, pinger or churner). All exit when the run's
-//     context ends (after -duration); Run waits for them before it returns.
+//     reporter (once a second), with -retries (and in churn) one retrier
+//     (holds slots until their retry or reconnect is due, retry.go), and
+//     for some scenarios one driver (publisher, pinger or churner). All
+//     exit when the run's context ends (after -duration) — but in churn the
+//     dialers and the retrier go on through the grace, serving reconnects,
+//     until drain returns; Run waits for them all before it returns.
 //   - A slot is held by one goroutine at a time (ramp → dialer → retrier
-//     → dialer, or poller → OnClose → redial → dialer for churn), handed
-//     over by channels; attempts[slot] belongs to its current holder.
+//     → dialer, or for churn poller → OnClose → redial or retrier →
+//     dialer), handed over by channels; attempts[slot] belongs to its
+//     current holder.
 //   - shard[i].mu guards everything in shard i: counters, the lag
 //     histograms, the scratch ServerMsg, and the per-connection state of
 //     the connections whose socket is served by poller i (state[slot]). A
@@ -58,9 +61,9 @@ type Run struct {
 	handles []atomic.Pointer[engine.Conn]
 	redial  chan uint32
 
-	attempts []uint8        // failed connects in a row per slot; nil without -retries
-	retryIn  chan retryItem // dialers → retrier
-	retryOut chan uint32    // retrier → dialers, unbuffered
+	attempts []uint8        // failed connects in a row per slot; nil without -retries (and churn)
+	retryIn  chan retryItem // dialers, OnClose → retrier
+	retryOut chan retryItem // retrier → dialers, unbuffered
 
 	connMu   sync.Mutex
 	connHist *result.Hist
@@ -138,10 +141,12 @@ func New(cfg Config) (*Run, error) {
 		r.shards[i].lag, r.shards[i].lagSec = result.NewHist(), result.NewHist()
 		r.shards[i].errs = map[string]int64{}
 	}
-	if cfg.Retries > 0 {
+	if cfg.Retries > 0 || cfg.Scenario == "churn" {
 		r.attempts = make([]uint8, cfg.Conns)
-		r.retryIn = make(chan retryItem, cfg.Dialers)
-		r.retryOut = make(chan uint32)
+		// OnClose hands churn's reconnects over without blocking: room
+		// for a burst of disconnects.
+		r.retryIn = make(chan retryItem, max(cfg.Dialers, 1024))
+		r.retryOut = make(chan retryItem)
 	}
 	if cfg.Topics > 0 {
 		r.lastPub = make([]uint64, cfg.Topics)
@@ -176,18 +181,27 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 	runCtx, cancel := context.WithDeadline(ctx, start.Add(r.cfg.Duration))
 	defer cancel()
 	r.mon.Start(runCtx)
+	// The dialers and the retrier stop with the run, but in churn they go
+	// on serving reconnects through the grace: a client that was between
+	// connections at the end resumes and gets what it missed, instead of
+	// its missed messages counting as lost.
+	dialCtx, stopDial := runCtx, context.CancelFunc(func() {})
+	if r.cfg.Scenario == "churn" {
+		dialCtx, stopDial = context.WithCancel(ctx)
+	}
+	defer stopDial()
 
-	var wg sync.WaitGroup
+	var wg, dialWG sync.WaitGroup
 	slots := make(chan uint32, 2*r.cfg.Dialers)
 	wg.Add(1)
 	go func() { defer wg.Done(); r.ramp(runCtx, start, slots) }()
 	for range r.cfg.Dialers {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.dialer(runCtx, slots) }()
+		dialWG.Add(1)
+		go func() { defer dialWG.Done(); r.dialer(dialCtx, slots) }()
 	}
-	if r.cfg.Retries > 0 {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.retrier(runCtx) }()
+	if r.attempts != nil {
+		dialWG.Add(1)
+		go func() { defer dialWG.Done(); r.retrier(dialCtx) }()
 	}
 	if d := r.driver(); d != nil {
 		wg.Add(1)
@@ -200,6 +214,8 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 	wg.Wait()
 	<-repDone
 	r.drain(ctx)
+	stopDial()
+	dialWG.Wait()
 	r.stopping.Store(true)
 	final := r.eng.Live()
 	r.tailLoss()
@@ -242,31 +258,34 @@ func (r *Run) ramp(ctx context.Context, start time.Time, slots chan<- uint32) {
 }
 
 // dialer connects the slots it is given, the slots churn hands back and
-// the failed ones the retrier hands back.
+// the ones the retrier hands back (failed connects, churn's reconnects).
 func (r *Run) dialer(ctx context.Context, slots <-chan uint32) {
 	for {
-		var slot uint32
-		var ok, retry bool
+		var it retryItem
+		var ok bool
 		select {
 		case <-ctx.Done():
 			return
-		case slot, ok = <-slots:
+		case it.slot, ok = <-slots:
 			if !ok {
 				slots = nil // ramp finished; keep serving redials
 				continue
 			}
-		case slot = <-r.redial:
-		case slot = <-r.retryOut:
-			retry = true
+		case it.slot = <-r.redial:
+			it.reconnect = true
+		case it = <-r.retryOut:
 		}
-		r.dial(ctx, slot, retry)
+		r.dial(ctx, it)
 	}
 }
 
-// dial connects slot (again, when retry). A failure is counted and, with
-// -retries, scheduled for another attempt.
-func (r *Run) dial(ctx context.Context, slot uint32, retry bool) {
-	if retry {
+// dial connects it.slot: for the first time, again after a failed connect
+// (it.retry), or again after the slot's connection ended (it.reconnect). A
+// failure is counted and, with -retries or for a reconnect, scheduled for
+// another attempt.
+func (r *Run) dial(ctx context.Context, it retryItem) {
+	slot := it.slot
+	if it.retry {
 		r.retries.Add(1)
 	}
 	g := r.cfg.Offset + int(slot)*r.cfg.Stride
@@ -278,7 +297,7 @@ func (r *Run) dial(ctx context.Context, slot uint32, retry bool) {
 		r.dialErrs[class]++
 		r.errSec++
 		r.connMu.Unlock()
-		r.retryLater(ctx, slot, err, class)
+		r.retryLater(ctx, slot, err, class, it.reconnect)
 		return
 	}
 	if r.attempts != nil && r.attempts[slot] != 0 {
@@ -297,7 +316,8 @@ func (r *Run) dial(ctx context.Context, slot uint32, retry bool) {
 	}
 }
 
-// drain waits, up to cfg.Grace, for owed deliveries to arrive.
+// drain waits, up to cfg.Grace, for owed deliveries to arrive (and, in
+// churn, for every slot between connections to be subscribed again).
 func (r *Run) drain(ctx context.Context) {
 	if r.cfg.Grace <= 0 || (r.cfg.Scenario != "publish" && r.cfg.Scenario != "churn" && r.cfg.Scenario != "echo") {
 		return
@@ -308,7 +328,7 @@ func (r *Run) drain(ctx context.Context) {
 		n := r.totalMsgs()
 		if n == last {
 			stable++
-			if stable >= 5 { // 250 ms without a new message
+			if stable >= 5 && r.settled() { // 250 ms without a new message
 				return
 			}
 		} else {
@@ -317,6 +337,28 @@ func (r *Run) drain(ctx context.Context) {
 		last = n
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// settled reports whether no slot is between connections: none closing,
+// none waiting to resume its subscription.
+func (r *Run) settled() bool {
+	if r.cfg.Scenario != "churn" {
+		return true
+	}
+	for i := range r.shards {
+		r.shards[i].mu.Lock()
+	}
+	defer func() {
+		for i := range r.shards {
+			r.shards[i].mu.Unlock()
+		}
+	}()
+	for i := range r.state {
+		if st := &r.state[i]; st.closing || (st.resume && !st.subbed) {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Run) totalMsgs() int64 {

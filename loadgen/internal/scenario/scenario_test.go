@@ -23,6 +23,18 @@ func run(t *testing.T, scen string, script []fakews.Step, conns int, mod func(*C
 // connections, 1.5 s unless mod changes it.
 func runWith(t *testing.T, scen string, script []fakews.Step, opts fakews.Options, conns int, mod func(*Config)) (*result.Result, *fakews.Server) {
 	t.Helper()
+	return runWithHook(t, scen, script, opts, conns, func(_ *fakews.Server, c *Config) {
+		if mod != nil {
+			mod(c)
+		}
+	}, nil)
+}
+
+// runWithHook is runWith where mod also sees the server, and during (when
+// set) runs alongside the scenario.
+func runWithHook(t *testing.T, scen string, script []fakews.Step, opts fakews.Options, conns int,
+	mod func(*fakews.Server, *Config), during func(*fakews.Server)) (*result.Result, *fakews.Server) {
+	t.Helper()
 	srv, err := fakews.StartWith(script, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -30,9 +42,7 @@ func runWith(t *testing.T, scen string, script []fakews.Step, opts fakews.Option
 	t.Cleanup(srv.Close)
 	cfg := Config{Scenario: scen, URL: srv.URL(), Conns: conns, Rate: 1000, Duration: 1500 * time.Millisecond,
 		Pollers: 2, Dialers: 4, Timeout: 5 * time.Second, Procs: 1, Publisher: true}
-	if mod != nil {
-		mod(&cfg)
-	}
+	mod(srv, &cfg)
 	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +50,13 @@ func runWith(t *testing.T, scen string, script []fakews.Step, opts fakews.Option
 	r.Log = io.Discard
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	var wg sync.WaitGroup
+	if during != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); during(srv) }()
+	}
 	res, err := r.Execute(ctx)
+	wg.Wait()
 	if err != nil {
 		t.Fatal(err)
 	}
