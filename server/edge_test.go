@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"wspush/server/wire"
 )
@@ -302,5 +305,28 @@ func TestFileLimitGives503AndAdminAnswers(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("/healthz: HTTP %d", resp.StatusCode)
 		}
+	}
+}
+
+// Over TLS the bytes are ciphertext at the edge, but the handshake
+// deadline holds all the same, and a wss:// client that upgraded in time
+// stays.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	certPath, keyPath, pool := selfSigned(t)
+	s := startServer(t, "-tls-cert", certPath, "-tls-key", keyPath, "-handshake-timeout", "300ms", "-push-interval", "50ms")
+	start0 := time.Now()
+	c := rawTCP(t, hostOf(s))
+	closedWithin(t, c, 3*time.Second)
+	if took := time.Since(start0); took < 250*time.Millisecond {
+		t.Fatalf("closed after %v, want about 300ms", took)
+	}
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{RootCAs: pool}}
+	ws, _, err := d.Dial("wss://"+hostOf(s)+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		next(t, ws, time.Second)
 	}
 }

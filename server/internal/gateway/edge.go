@@ -275,9 +275,13 @@ func (ec *edgeConn) release() {
 	}
 	held := ec.held
 	ec.held = nil
-	if _, ok := ec.c.Session().(*websocket.Conn); ok {
+	if ws, ok := ec.c.Session().(*websocket.Conn); ok {
 		ec.phase = phaseDone
 		ec.done.Store(true)
+		// The upgrader copied execute into ws; put nbio's back, so that ec
+		// is not kept for the connection's life. The poller reads it only
+		// after forget (through the shard's mutex) or under ec.mu.
+		ws.Execute = ec.c.Execute
 		ec.e.forget(ec.c)
 	} else {
 		ec.phase = phaseHeader
