@@ -101,6 +101,7 @@ type Limits struct {
 // Reset first.
 type Guard struct {
 	lim    *Limits
+	max    uint64 // lim.MaxMessage, or no cap
 	remain uint64 // payload bytes left in the current frame
 	msgLen uint64 // payload bytes of the data message in progress
 	last   int64  // frame budget: when credit was last refilled (Unix ns)
@@ -119,7 +120,10 @@ type Guard struct {
 // permessage-deflate was negotiated, which allows RSV1 on the first frame
 // of a data message.
 func (g *Guard) Reset(lim *Limits, deflate bool) {
-	*g = Guard{lim: lim, deflate: deflate}
+	*g = Guard{lim: lim, max: math.MaxUint64, deflate: deflate}
+	if lim.MaxMessage > 0 {
+		g.max = uint64(lim.MaxMessage)
+	}
 	g.resetBudget()
 }
 
@@ -172,6 +176,19 @@ func (g *Guard) Scan(p []byte) (n int, ev Event, err error) {
 		var h []byte
 		if g.hlen == 0 {
 			start = i
+			// The common case first: a whole, small, non-empty, final text
+			// or binary frame, masked, with no message in progress, within
+			// the size cap and the frame credit. All that frame() would do
+			// for it is done here.
+			if len(p)-i >= 6 {
+				b0, l := p[i], uint64(p[i+1]^0x80) // l > 127 if unmasked
+				if (b0 == 0x81 || b0 == 0x82) && l-1 < 125 && l <= g.max && g.credit != 0 && !g.frag {
+					g.credit--
+					g.remain = l
+					i += 6
+					continue
+				}
+			}
 		}
 		if g.hlen == 0 && len(p)-i >= 2 && len(p)-i >= headerSize(p[i+1]) {
 			// The whole header is here: read it in place.
@@ -263,7 +280,7 @@ func (g *Guard) frame(h []byte) (Event, error) {
 		// Only a fragmented, uncompressed text message is checked here.
 		g.u.text = op == wire.OpText && !fin && b0&0x40 == 0
 	}
-	if size > g.maxMessage() {
+	if size > g.max {
 		return None, ErrTooBig
 	}
 	if g.u.text {
@@ -284,11 +301,4 @@ func (g *Guard) frame(h []byte) (Event, error) {
 		return EmptyBinary, nil
 	}
 	return None, nil
-}
-
-func (g *Guard) maxMessage() uint64 {
-	if g.lim.MaxMessage <= 0 {
-		return math.MaxUint64
-	}
-	return uint64(g.lim.MaxMessage)
 }
