@@ -257,7 +257,7 @@ func buildServer(t *testing.T) string {
 func TestFileLimitGives503AndAdminAnswers(t *testing.T) {
 	bin := buildServer(t)
 	cmd := exec.Command("sh", "-c", `ulimit -n 128 && exec "$0" "$@"`, bin,
-		"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-handshake-timeout", "1m")
+		"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-handshake-timeout", "1m", "-pollers", "1") // few files of its own
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
