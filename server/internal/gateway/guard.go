@@ -3,6 +3,7 @@ package gateway
 import (
 	"net"
 	"net/http"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/lesismal/nbio"
@@ -97,11 +98,12 @@ func frameLimits(cfg *Config) *frameguard.Limits {
 }
 
 // connGuard is one connection's data handler; only its poller goroutine
-// calls it.
+// calls it, except that the failing job on the executor sets halfClosed.
 type connGuard struct {
-	gw     *Gateway
-	fg     frameguard.Guard
-	failed bool
+	gw         *Gateway
+	fg         frameguard.Guard
+	failed     bool        // a violation was found: what follows is dropped
+	halfClosed atomic.Bool // failConn left the socket half-closed (see closeAfterFailing)
 }
 
 // onData scans what the client sent before nbio parses it. nbio runs a
@@ -115,7 +117,12 @@ func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
 		return
 	}
 	if cg.failed {
-		return // the connection is failing: what follows is dropped
+		// The connection is failing: what follows is dropped. A client that
+		// goes on sending after the close frame and FIN have left is cut off.
+		if cg.halfClosed.Load() && allSent(c) {
+			_ = c.Close()
+		}
+		return
 	}
 	for len(data) > 0 {
 		n, ev, err := cg.fg.Scan(data)
@@ -128,7 +135,11 @@ func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
 			// The failure runs after the upgrade handler and the messages
 			// before the offending frame: by then the client is registered
 			// with the hub (or the upgrade failed).
-			ws.Execute(func() { failConn(ws, v) })
+			ws.Execute(func() {
+				if failConn(ws, v) {
+					cg.halfClosed.Store(true)
+				}
+			})
 			return
 		}
 		if ev == frameguard.None {
@@ -145,8 +156,9 @@ func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
 
 // failConn fails the connection (RFC 6455 §7.1.7) for v: a close frame
 // with its code, then the TCP connection is closed at once, without
-// waiting for the client's close (see closeAfterFailing).
-func failConn(ws *websocket.Conn, v *frameguard.Violation) {
+// waiting for the client's close. It reports whether the socket was left
+// half-closed (see closeAfterFailing).
+func failConn(ws *websocket.Conn, v *frameguard.Violation) (halfClosed bool) {
 	why := metrics.ClosedProtocol
 	switch v.Code {
 	case frameguard.CodeTooBig:
@@ -161,7 +173,7 @@ func failConn(ws *websocket.Conn, v *frameguard.Violation) {
 		var b [2 + 2 + 123]byte
 		_, _ = ws.Conn.Write(wire.AppendCloseFrame(b[:0], v.Code, v.Reason))
 	}
-	closeAfterFailing(ws, cl != nil)
+	return closeAfterFailing(ws, cl != nil)
 }
 
 // closeAfterFailing closes the TCP connection behind the close frame just
@@ -172,10 +184,11 @@ func failConn(ws *websocket.Conn, v *frameguard.Violation) {
 // no input is left unread; otherwise the client sees the close frame and
 // EOF, and the socket closes when the client closes its side or, with
 // registered (a client in the hub, whose close grace then applies), when
-// the grace ends. Either way nothing more is read into nbio: the connGuard
-// drops it. A close frame still queued in nbio (a client that stopped
-// reading) is lost; RFC 6455 asks for it only as a SHOULD.
-func closeAfterFailing(ws *websocket.Conn, registered bool) {
+// the grace ends, or when the connGuard sees more input after the close
+// frame and FIN have left (allSent). A close frame still queued in nbio (a
+// client that stopped reading) is lost; RFC 6455 asks for it only as a
+// SHOULD. It reports whether the socket was left half-closed.
+func closeAfterFailing(ws *websocket.Conn, registered bool) bool {
 	nc := ws.Conn
 	if hc, ok := nc.(*nbhttp.Conn); ok {
 		nc = hc.Conn
@@ -190,10 +203,25 @@ func closeAfterFailing(ws *websocket.Conn, registered bool) {
 			})
 		}
 		if unread > 0 {
-			return
+			return true
 		}
 	}
 	_ = ws.Close()
+	return false
+}
+
+// allSent reports whether the kernel has sent everything written to c (so
+// that closing it, even with unread input and so with RST, loses nothing).
+func allSent(c *nbio.Conn) bool {
+	unsent := -1
+	if rc, err := c.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) {
+			if n, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQNSD); err == nil {
+				unsent = n
+			}
+		})
+	}
+	return unsent == 0
 }
 
 // checkText wraps the message handler: a text message must be UTF-8
