@@ -104,7 +104,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.IntVar(&perIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "connections from one IP address, over it upgrades get HTTP 429; 0 = no cap")
 	fs.IntVar(&acceptRate, "accept-rate", gateway.DefaultAcceptRate, "upgrades per second, whole server; over it HTTP 503 with Retry-After; 0 = no limit")
 	fs.IntVar(&acceptBurst, "accept-burst", 0, "burst for -accept-rate; 0 = one second's worth")
-	fs.IntVar(&msgRate, "max-msg-rate", gateway.DefaultMaxMsgRate, "inbound messages per second per connection; over it close 1008 \"rate limit\"; 0 = no limit")
+	fs.IntVar(&msgRate, "max-msg-rate", gateway.DefaultMaxMsgRate, "inbound messages per second per connection; over it close 1008 \"rate limit\"; every frame also counts against 8× this rate and burst, over it close 1008 \"frame rate limit\"; 0 = no limit")
 	fs.IntVar(&msgBurst, "max-msg-burst", 0, "burst for -max-msg-rate; 0 = twice the rate")
 	fs.StringVar(&tlsCert, "tls-cert", "", "PEM certificate (chain) for wss:// on -addr; needs -tls-key")
 	fs.StringVar(&tlsKey, "tls-key", "", "PEM private key for -tls-cert")

@@ -108,7 +108,9 @@ type Config struct {
 	AcceptRate, AcceptBurst int
 	// MaxMsgRate caps each connection's inbound messages per second
 	// (default 100), with bursts of MaxMsgBurst (default twice the rate);
-	// over it the connection is closed with 1008 "rate limit".
+	// over it the connection is closed with 1008 "rate limit". Every frame
+	// also counts against FramesPerMessage times the rate and the burst
+	// (guard.go); over that: 1008 "frame rate limit".
 	MaxMsgRate, MaxMsgBurst int
 	// MaxClientPubRate caps each connection's pub messages per second
 	// (default 10), with bursts of MaxClientPubBurst (default twice the
