@@ -31,3 +31,25 @@ func BenchmarkPublish(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPublishOverTheCap is BenchmarkPublish with history at a 1 MiB
+// cap, so that every publish also evicts the oldest entry bus-wide, mostly
+// of other topics (queued trims).
+func BenchmarkPublishOverTheCap(b *testing.B) {
+	bus := New(Config{MaxHistoryBytes: 1 << 20}, nopLocal{})
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = "bench." + strconv.Itoa(i)
+	}
+	data := []byte(`"` + string(make([]byte, 254)) + `"`)
+	for i := range data[1 : len(data)-1] {
+		data[1+i] = 'x'
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := bus.Publish(names[i%len(names)], data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -234,7 +234,7 @@ func (b *Bus) lock(name string, create bool) (*Topic, error) {
 					b.mu.Unlock()
 					return nil, ErrTooManyTopic
 				}
-				t = &Topic{name: name, epoch: newEpoch(), hist: make([]*Message, 0, 4)}
+				t = &Topic{name: name, epoch: newEpoch()} // hist grows on the first publish
 				b.topics[name] = t
 			}
 			b.mu.Unlock()
