@@ -23,11 +23,16 @@ func (g *Guard) burst() int64 {
 	return int64(g.lim.FrameRate)
 }
 
+// epoch is set once, when the package is initialised; the default clock
+// counts monotonic time from it, so that a step of the wall clock does not
+// starve or flood the buckets.
+var epoch = time.Now()
+
 func (g *Guard) now() int64 {
 	if g.lim.Clock != nil {
 		return g.lim.Clock()
 	}
-	return time.Now().UnixNano()
+	return int64(time.Since(epoch))
 }
 
 // resetBudget fills the bucket of a new connection.
@@ -49,6 +54,9 @@ func (g *Guard) refill() bool {
 	}
 	interval := max(int64(time.Second)/int64(g.lim.FrameRate), 1)
 	now := g.now()
+	if now < g.last { // a clock that went back: start again from now
+		g.last = now
+	}
 	earned := (now - g.last) / interval
 	if earned <= 0 {
 		return false

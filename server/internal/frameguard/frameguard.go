@@ -21,8 +21,8 @@
 // Limits are shared by all guards and read-only once in use. A Guard
 // belongs to one connection and is used by one goroutine at a time (nbio
 // reads a connection on one poller goroutine); it has no locks. Scan and
-// CheckHandshake allocate nothing. The package has no global mutable
-// state.
+// CheckHandshake allocate nothing. The package's only global state is the
+// default clock's origin, set at initialisation.
 package frameguard
 
 import (
@@ -91,9 +91,10 @@ type Limits struct {
 	// (default: one second's worth); over it Scan reports ErrFrameRate
 	// (close 1008). Default 0: no cap.
 	FrameRate, FrameBurst int
-	// Clock returns the time in Unix ns (default: the system clock). The
-	// guard reads it only when a connection has used up its frame credit,
-	// once per FrameBurst frames at most.
+	// Clock returns the time in ns from any fixed origin (default: the
+	// monotonic clock). The guard reads it when a connection starts and
+	// when it has used up its frame credit, once per FrameBurst frames at
+	// most.
 	Clock func() int64
 }
 
@@ -104,7 +105,7 @@ type Guard struct {
 	max    uint64 // lim.MaxMessage, or no cap
 	remain uint64 // payload bytes left in the current frame
 	msgLen uint64 // payload bytes of the data message in progress
-	last   int64  // frame budget: when credit was last refilled (Unix ns)
+	last   int64  // frame budget: when credit was last refilled (Clock)
 	credit uint32 // frame budget: frames left before the clock is read
 	hdr    [MaxHeader]byte
 	hlen   uint8 // bytes in hdr

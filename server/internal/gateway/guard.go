@@ -195,13 +195,11 @@ func closeAfterFailing(ws *websocket.Conn, registered bool) bool {
 	}
 	if c, ok := nc.(*nbio.Conn); ok && registered {
 		unread := 0
-		if rc, err := c.SyscallConn(); err == nil {
-			_ = rc.Control(func(fd uintptr) {
-				if unix.Shutdown(int(fd), unix.SHUT_WR) == nil {
-					unread, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-				}
-			})
-		}
+		withFD(c, func(fd int) {
+			if unix.Shutdown(fd, unix.SHUT_WR) == nil {
+				unread, _ = unix.IoctlGetInt(fd, unix.SIOCINQ)
+			}
+		})
 		if unread > 0 {
 			return true
 		}
@@ -214,14 +212,29 @@ func closeAfterFailing(ws *websocket.Conn, registered bool) bool {
 // that closing it, even with unread input and so with RST, loses nothing).
 func allSent(c *nbio.Conn) bool {
 	unsent := -1
-	if rc, err := c.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			if n, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQNSD); err == nil {
-				unsent = n
-			}
-		})
-	}
+	withFD(c, func(fd int) {
+		if n, err := unix.IoctlGetInt(fd, unix.SIOCOUTQNSD); err == nil {
+			unsent = n
+		}
+	})
 	return unsent == 0
+}
+
+// withFD runs f on c's socket unless c is closed. It holds c's lock, under
+// which nbio marks a connection closed before it closes the descriptor
+// (nbio's own writes rely on the same), so that the descriptor cannot be
+// closed and reused by another connection meanwhile.
+func withFD(c *nbio.Conn, f func(fd int)) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	c.Lock()
+	defer c.Unlock()
+	if closed, _ := c.IsClosed(); closed {
+		return
+	}
+	_ = rc.Control(func(fd uintptr) { f(int(fd)) })
 }
 
 // checkText wraps the message handler: a text message must be UTF-8
