@@ -80,3 +80,20 @@ func TestChurnReconnectsDuringTheGrace(t *testing.T) {
 	eq(t, "gaps", res.Gaps, int64(0))
 	eq(t, "conns_final", res.ConnsFinal, int64(20))
 }
+
+// A server that does not answer a churn close within -timeout: the socket
+// is shut down (close_timeout), and the slot reconnects and resumes.
+func TestChurnAbortsAnUnansweredClose(t *testing.T) {
+	t.Parallel()
+	res, _ := runChurn(t, fakews.Options{CloseDelay: 10 * time.Second}, nil, func(c *Config) {
+		c.Timeout = time.Second // also the connect timeout: a loaded machine needs some
+		c.Retries = 5
+	})
+	if res.Errors["close_timeout"] == 0 {
+		t.Fatalf("errors %v, want close_timeout", res.Errors)
+	}
+	eq(t, "lost", res.Lost, int64(0))
+	eq(t, "gaps", res.Gaps, int64(0))
+	eq(t, "conns_final", res.ConnsFinal, int64(20))
+	eq(t, "disconnects", len(res.Disconnects), 0)
+}

@@ -91,34 +91,16 @@ func (r *Run) pinger(ctx context.Context, start time.Time) {
 // to the dialers, which reconnect and resume from the last sequence. A
 // close is a close frame; the server answers and closes the socket (see
 // engine.Conn.Close). A connection whose server has not done so after
-// -timeout is aborted, so a slot never waits for ever; pending holds the
-// closes not yet answered, oldest first (at most one per slot).
+// -timeout is aborted (abortUnanswered), so a slot never waits for ever.
 func (r *Run) churner(ctx context.Context, start time.Time) {
 	cursor := 0
 	n := len(r.handles)
 	if n == 0 {
 		return
 	}
-	type closing struct {
-		c    *engine.Conn
-		slot uint32
-		at   int64 // Unix ns
-	}
-	var pending []closing
 	pace(ctx, start, r.cfg.ChurnRate, 0, func(int) {
 		now := time.Now().UnixNano()
-		for len(pending) > 0 && (now-pending[0].at > int64(r.cfg.Timeout) || len(pending) > n) {
-			p := pending[0]
-			pending = pending[1:]
-			if r.handles[p.slot].Load() == p.c { // OnClose has not run
-				p.c.Abort()
-				s := &r.shards[p.c.Shard]
-				s.mu.Lock()
-				s.errs["close_timeout"]++
-				s.errCount++
-				s.mu.Unlock()
-			}
-		}
+		r.abortUnanswered(now)
 		for tries := 0; tries < n; tries++ {
 			slot := cursor
 			cursor = (cursor + 1) % n
@@ -136,11 +118,36 @@ func (r *Run) churner(ctx context.Context, start time.Time) {
 			s.mu.Unlock()
 			if ok {
 				c.Close()
-				pending = append(pending, closing{c: c, slot: uint32(slot), at: now})
+				r.unanswered = append(r.unanswered, closing{c: c, slot: uint32(slot), at: now})
 				return
 			}
 		}
 	})
+}
+
+// closing is a churn close not yet answered by the server.
+type closing struct {
+	c    *engine.Conn
+	slot uint32
+	at   int64 // Unix ns
+}
+
+// abortUnanswered aborts, oldest first, the churn closes the server has
+// not answered within -timeout. r.unanswered belongs to the churner, and
+// to drain once the churner has returned.
+func (r *Run) abortUnanswered(now int64) {
+	for len(r.unanswered) > 0 && (now-r.unanswered[0].at > int64(r.cfg.Timeout) || len(r.unanswered) > len(r.handles)) {
+		p := r.unanswered[0]
+		r.unanswered = r.unanswered[1:]
+		if r.handles[p.slot].Load() == p.c { // OnClose has not run
+			p.c.Abort()
+			s := &r.shards[p.c.Shard]
+			s.mu.Lock()
+			s.errs["close_timeout"]++
+			s.errCount++
+			s.mu.Unlock()
+		}
+	}
 }
 
 type pubReply struct {

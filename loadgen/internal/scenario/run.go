@@ -24,6 +24,8 @@
 //   - handles[slot] is an atomic pointer: written by dialers and OnClose,
 //     read by the drivers (pinger, churner).
 //   - topicMu guards the per-topic publish and epoch bookkeeping.
+//   - unanswered (churn closes awaiting the server) belongs to the
+//     churner, and to drain once the drivers have returned.
 package scenario
 
 import (
@@ -64,6 +66,8 @@ type Run struct {
 	attempts []uint8        // failed connects in a row per slot; nil without -retries (and churn)
 	retryIn  chan retryItem // dialers, OnClose → retrier
 	retryOut chan retryItem // retrier → dialers, unbuffered
+
+	unanswered []closing // churn closes the server has not answered, oldest first (drivers.go)
 
 	connMu   sync.Mutex
 	connHist *result.Hist
@@ -325,6 +329,7 @@ func (r *Run) drain(ctx context.Context) {
 	deadline := time.Now().Add(r.cfg.Grace)
 	last, stable := int64(-1), 0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
+		r.abortUnanswered(time.Now().UnixNano())
 		n := r.totalMsgs()
 		if n == last {
 			stable++
