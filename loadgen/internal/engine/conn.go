@@ -22,7 +22,7 @@ type Conn struct {
 	frag     []byte // a fragmented message being assembled
 	pending  []byte // frames written before the socket reached the poller
 	closeErr atomic.Pointer[errBox]
-	flags    atomic.Uint32 // flagClosing, flagAnswered, flagEnded
+	flags    atomic.Uint32 // flagClosing, flagAnswered
 	Slot     uint32        // the scenario's index for this connection
 	Shard    uint8         // poller index; per-shard accumulators are uncontended
 	fragging bool
@@ -35,7 +35,6 @@ type errBox struct{ err error }
 const (
 	flagClosing  uint32 = 1 << iota // Close sent our close frame: the server's needs no answer
 	flagAnswered                    // the server answered Close: waiting for it to hang up
-	flagEnded                       // OnClose is due or done
 )
 
 // CloseError is a close frame from the server.
@@ -236,18 +235,22 @@ func (c *Conn) Close() {
 	_ = c.write(wire.OpClose, p[:]) // a failed write closed the socket
 }
 
-// Abort ends a connection that is still open without waiting: it shuts the
-// socket down, and the poller, seeing the hang-up, closes it and calls
-// OnClose (with ErrClosedByClient). It is meant for a server that did not
-// answer Close: call it only while OnClose has not run for c, since a
-// descriptor closed in the meantime may already belong to a new socket.
+// Abort ends the connection without waiting: it shuts the socket down,
+// and the poller, seeing the hang-up, closes it and calls OnClose (with
+// ErrClosedByClient). It is meant for a server that did not answer Close.
+// Safe from any goroutine, also after the connection ended: it holds
+// nbio's lock, under which nbio marks a connection closed before it
+// closes the descriptor, so a descriptor already passed on to a new
+// socket is never touched.
 func (c *Conn) Abort() {
 	c.closeErr.CompareAndSwap(nil, &errBox{ErrClosedByClient})
-	if c.flags.Load()&flagEnded != 0 {
-		return
-	}
 	rc, err := c.nb.SyscallConn()
 	if err != nil {
+		return
+	}
+	c.nb.Lock()
+	defer c.nb.Unlock()
+	if closed, _ := c.nb.IsClosed(); closed {
 		return
 	}
 	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })

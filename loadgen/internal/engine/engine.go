@@ -145,7 +145,6 @@ func (e *Engine) onClose(nc *nbio.Conn, err error) {
 		return
 	}
 	e.live.Add(-1)
-	c.flags.Or(flagEnded)
 	if b := c.closeErr.Load(); b != nil {
 		err = b.err
 	}
@@ -226,10 +225,10 @@ func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
 	var ce *CloseError
 	if feedErr != nil && !errors.As(feedErr, &ce) {
 		// established, then ended by a bad frame that came with the 101:
-		// OnClose reports it like any other disconnect. (After a close
-		// frame, answered already, the server closes the socket itself and
-		// the poller sees it: see Conn.Close for why that is better.)
-		_ = nb.Close()
+		// OnClose reports it like any other disconnect. The poller closes
+		// the socket (see Conn.Close for why); after a close frame,
+		// answered already, the server closes it first.
+		c.Abort()
 	}
 	return c, elapsed, nil
 }
