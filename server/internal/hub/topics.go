@@ -236,66 +236,90 @@ type latestSub struct {
 func (s *shard) handle(it *item, fresh []*Client) {
 	switch it.kind {
 	case itemSub:
-		c := it.c
-		if it.reply != nil && c.Send(it.reply) {
-			s.count(len(it.reply))
-		}
-		deflate := c.compress.Load()
-		for _, m := range it.replay {
-			f := m.FrameFor(deflate)
-			if c.Send(f) {
-				s.count(len(f))
-			}
-		}
-		if it.latest {
-			ts := c.subs()
-			ts.latest = append(ts.latest, latestSub{t: it.t, sent: it.sent})
-			return
-		}
-		list := s.streams[it.t]
-		ts := c.subs()
-		ts.streams = append(ts.streams, streamPos{t: it.t, i: int32(len(list))})
-		s.streams[it.t] = append(list, c)
+		s.handleSub(it)
 	case itemUnsub:
-		c := it.c
-		if it.latest {
-			ts := c.subs()
-			for i, l := range ts.latest {
-				if l.t == it.t {
-					ts.latest = append(ts.latest[:i], ts.latest[i+1:]...)
-					break
-				}
-			}
-		} else {
-			s.removeStream(c, it.t)
-		}
-		if it.reply != nil && c.Send(it.reply) {
-			s.count(len(it.reply))
-		}
+		s.handleUnsub(it)
 	case itemMsg:
-		m := it.m
-		for _, c := range s.streams[m.Topic] {
-			if m.Notice != nil {
-				if !c.compress.Load() {
-					// One write for the notice and the message.
-					if c.Send(m.NoticeFrame) {
-						s.count(len(m.Notice))
-						s.count(len(m.Frame))
-						s.delivered++
-					}
-					continue
-				}
-				if c.Send(m.Notice) {
-					s.count(len(m.Notice))
-				}
-			}
-			s.deliver(c, m)
-		}
+		s.handleMsg(it.m)
 	case itemBroadcast:
-		send := func(c *Client) { s.deliver(c, it.m) }
-		s.wheel.Each(send)
-		for _, c := range fresh {
-			send(c)
+		s.handleBroadcast(it.m, fresh)
+	}
+}
+
+// handleSub starts a subscription: the subscribed reply, then any replay,
+// then the client joins the topic's list (stream) or its latest set.
+func (s *shard) handleSub(it *item) {
+	c := it.c
+	s.send(c, it.reply)
+	deflate := c.compress.Load()
+	for _, m := range it.replay {
+		s.send(c, m.FrameFor(deflate))
+	}
+	ts := c.subs()
+	if it.latest {
+		ts.latest = append(ts.latest, latestSub{t: it.t, sent: it.sent})
+		return
+	}
+	list := s.streams[it.t]
+	ts.streams = append(ts.streams, streamPos{t: it.t, i: int32(len(list))})
+	s.streams[it.t] = append(list, c)
+}
+
+// handleUnsub ends a subscription, then sends the unsubscribed reply.
+func (s *shard) handleUnsub(it *item) {
+	c := it.c
+	if it.latest {
+		s.removeLatest(c, it.t)
+	} else {
+		s.removeStream(c, it.t)
+	}
+	s.send(c, it.reply)
+}
+
+// handleMsg writes a topic message to the topic's stream subscribers on
+// this shard, preceded by its notice if it has one.
+func (s *shard) handleMsg(m *bus.Message) {
+	for _, c := range s.streams[m.Topic] {
+		if m.Notice != nil {
+			if !c.compress.Load() {
+				// One write for the notice and the message.
+				if c.Send(m.NoticeFrame) {
+					s.count(len(m.Notice))
+					s.count(len(m.Frame))
+					s.delivered++
+				}
+				continue
+			}
+			s.send(c, m.Notice)
+		}
+		s.deliver(c, m)
+	}
+}
+
+// handleBroadcast writes a broadcast to every client of the shard: those
+// in the wheel and those registered in this wake-up.
+func (s *shard) handleBroadcast(m *bus.Message, fresh []*Client) {
+	s.wheel.Each(func(c *Client) { s.deliver(c, m) })
+	for _, c := range fresh {
+		s.deliver(c, m)
+	}
+}
+
+// send writes a frame that is not a delivery (a reply, a replayed message,
+// a notice) to c and counts it; a nil frame is skipped.
+func (s *shard) send(c *Client, frame []byte) {
+	if frame != nil && c.Send(frame) {
+		s.count(len(frame))
+	}
+}
+
+// removeLatest takes t out of c's latest-mode subscriptions.
+func (s *shard) removeLatest(c *Client, t *bus.Topic) {
+	ts := c.subs()
+	for i, l := range ts.latest {
+		if l.t == t {
+			ts.latest = append(ts.latest[:i], ts.latest[i+1:]...)
+			return
 		}
 	}
 }
