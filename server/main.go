@@ -30,7 +30,6 @@ import (
 	"wspush/server/internal/metrics"
 	"wspush/server/internal/natsbus"
 	"wspush/server/internal/pubapi"
-	"wspush/server/wire"
 )
 
 func main() {
@@ -50,6 +49,8 @@ func main() {
 
 func run(cfg Config, logOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(logOut, nil))
+	routeNBIOLogs(log)
+	cfg.Gateway.Logger = log
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
 	}
@@ -132,6 +133,7 @@ type busAPI interface {
 
 // start wires and starts a server; it returns once both listeners are up.
 func start(cfg Config) (*node, error) {
+	routeNBIOLogs(slog.Default())
 	n := &node{hubDone: make(chan struct{}), adminErr: make(chan error, 1)}
 	var h *hub.Hub
 	n.m = metrics.New(func() int64 { return h.Len() })
@@ -222,7 +224,7 @@ func (n *node) stop(ctx context.Context, cfg Config) int64 {
 	drainCtx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout)
 	defer cancel()
 	n.gw.StopAccepting()
-	_ = n.hub.Drain(drainCtx, cfg.DrainRate, wire.CloseGoingAway, "server shutting down")
+	_ = n.hub.Drain(drainCtx, cfg.DrainRate)
 	left := n.hub.Len()
 	gwCtx, cancelGW := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancelGW()

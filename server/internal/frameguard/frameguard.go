@@ -41,28 +41,20 @@ type Violation struct {
 
 func (v *Violation) Error() string { return "frameguard: " + v.Reason }
 
-// Close codes used for violations.
-const (
-	CodeProtocol   = 1002
-	CodeInvalidUTF = 1007
-	CodePolicy     = 1008
-	CodeTooBig     = 1009
-)
-
 // The violations Scan reports. They are shared values: compare them with
 // ==, never change them.
 var (
-	ErrUnmasked          = &Violation{CodeProtocol, "client frames must be masked"}
-	ErrReservedBits      = &Violation{CodeProtocol, "reserved bits set"}
-	ErrReservedOpcode    = &Violation{CodeProtocol, "reserved opcode"}
-	ErrControlFragmented = &Violation{CodeProtocol, "fragmented control frame"}
-	ErrControlTooBig     = &Violation{CodeProtocol, "control frame over 125 bytes"}
-	ErrBadLength         = &Violation{CodeProtocol, "payload length has its most significant bit set"}
-	ErrNoMessage         = &Violation{CodeProtocol, "continuation frame with no message in progress"}
-	ErrInterleaved       = &Violation{CodeProtocol, "new data message before the fragmented one ended"}
-	ErrInvalidUTF8       = &Violation{CodeInvalidUTF, "text message is not UTF-8"}
-	ErrFrameRate         = &Violation{CodePolicy, "frame rate limit"}
-	ErrTooBig            = &Violation{CodeTooBig, "message too big"}
+	ErrUnmasked          = &Violation{wire.CloseProtocolError, "client frames must be masked"}
+	ErrReservedBits      = &Violation{wire.CloseProtocolError, "reserved bits set"}
+	ErrReservedOpcode    = &Violation{wire.CloseProtocolError, "reserved opcode"}
+	ErrControlFragmented = &Violation{wire.CloseProtocolError, "fragmented control frame"}
+	ErrControlTooBig     = &Violation{wire.CloseProtocolError, "control frame over 125 bytes"}
+	ErrBadLength         = &Violation{wire.CloseProtocolError, "payload length has its most significant bit set"}
+	ErrNoMessage         = &Violation{wire.CloseProtocolError, "continuation frame with no message in progress"}
+	ErrInterleaved       = &Violation{wire.CloseProtocolError, "new data message before the fragmented one ended"}
+	ErrInvalidUTF8       = &Violation{wire.CloseInvalidPayload, "text message is not UTF-8"}
+	ErrFrameRate         = &Violation{wire.ClosePolicy, "frame rate limit"}
+	ErrTooBig            = &Violation{wire.CloseTooBig, "message too big"}
 )
 
 // Event is what else than a violation makes Scan stop early.

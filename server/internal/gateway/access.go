@@ -213,7 +213,7 @@ func (g *Gateway) withinRate(c *websocket.Conn, cl *hub.Client) bool {
 	if s == nil || s.msgs.Allow(time.Now().UnixNano(), g.acc.msgLimit) {
 		return true
 	}
-	cl.CloseWith(wire.ClosePolicy, "rate limit", metrics.ClosedRateLimit)
+	cl.CloseWith(hub.CloseRateLimit)
 	return false
 }
 

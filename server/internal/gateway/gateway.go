@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -31,7 +32,6 @@ import (
 	"time"
 
 	"github.com/lesismal/nbio"
-	"github.com/lesismal/nbio/logging"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 
@@ -119,6 +119,10 @@ type Config struct {
 	MaxClientPubRate, MaxClientPubBurst int
 	// TLSCertFile and TLSKeyFile, both set, make the listener wss:// only.
 	TLSCertFile, TLSKeyFile string
+	// Logger receives the gateway's own log lines (failed accepts, at a
+	// bounded rate); nil means slog.Default(). nbio's global logger is the
+	// program's to set (main routes it to slog), not the gateway's.
+	Logger *slog.Logger
 }
 
 // Bus is what the gateway needs of the message bus.
@@ -206,7 +210,6 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 		addrs, addrsTLS = nil, addrs
 	}
 	g.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
-	logging.SetLevel(logging.LevelError)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", g.guardHandshake(g.upgrade)) // guard.go
@@ -236,6 +239,7 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 	g.edge.onTimeout = func() { m.UpgradeFailed(metrics.UpgradeTimeout) }
 	g.ln = newListener(nil)
 	g.ln.maxOpen, g.ln.refused = int64(sockets), func() { m.UpgradeFailed(metrics.UpgradeMaxConns) }
+	g.ln.errLog.log = cfg.Logger
 	g.engine.OnOpen(g.edge.opened) // before nbio's first read of the socket
 	g.engine.OnClose(func(c net.Conn, _ error) {
 		if nbc, ok := c.(*nbio.Conn); ok {
@@ -482,7 +486,7 @@ func (g *Gateway) badMessage(cl *hub.Client, err error, id []byte) {
 	errors.As(err, &pe)
 	g.reply(cl, func(b []byte) []byte { return wire.AppendError(b, pe.Code, pe.Reason, id) })
 	if n := cl.BadMessage(); n >= uint32(g.cfg.MaxBadMessages) {
-		cl.CloseWith(wire.ClosePolicy, "too many bad messages", metrics.ClosedBadInput)
+		cl.CloseWith(hub.CloseBadInput)
 	}
 }
 

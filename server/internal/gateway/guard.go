@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"wspush/server/internal/frameguard"
+	"wspush/server/internal/hub"
 	"wspush/server/internal/metrics"
 	"wspush/server/wire"
 )
@@ -159,16 +160,9 @@ func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
 // waiting for the client's close. It reports whether the socket was left
 // half-closed (see closeAfterFailing).
 func failConn(ws *websocket.Conn, v *frameguard.Violation) (halfClosed bool) {
-	why := metrics.ClosedProtocol
-	switch v.Code {
-	case frameguard.CodeTooBig:
-		why = metrics.ClosedTooBig
-	case frameguard.CodePolicy:
-		why = metrics.ClosedRateLimit
-	}
 	cl := client(ws)
 	if cl != nil {
-		cl.CloseWith(v.Code, v.Reason, why)
+		cl.CloseWith(hub.Violation(v.Code, v.Reason))
 	} else {
 		var b [2 + 2 + 123]byte
 		_, _ = ws.Conn.Write(wire.AppendCloseFrame(b[:0], v.Code, v.Reason))
@@ -258,10 +252,10 @@ func (g *Gateway) checkCloseFrame(next func(*websocket.Conn, int, string)) func(
 		switch {
 		case cl == nil:
 		case !utf8.ValidString(reason):
-			cl.CloseWith(wire.CloseInvalidPayload, "close reason is not UTF-8", metrics.ClosedProtocol)
+			cl.CloseWith(hub.CloseBadCloseText)
 			return
 		case code == 1015:
-			cl.CloseWith(wire.CloseProtocolError, "close code 1015 may not be sent", metrics.ClosedProtocol)
+			cl.CloseWith(hub.CloseBadCloseCode)
 			return
 		}
 		next(c, code, reason)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"log/slog"
 	"net"
 	"time"
@@ -84,6 +85,7 @@ func refuseSocket(c net.Conn) {
 // the number of failures since, and backs off between retries. Only the
 // listener's accept goroutine uses it.
 type acceptErrors struct {
+	log     *slog.Logger // nil: slog.Default()
 	backoff time.Duration
 	count   int // failures not logged yet
 	logged  time.Time
@@ -98,7 +100,7 @@ const (
 func (a *acceptErrors) failed(err error, stop <-chan struct{}) {
 	a.count++
 	if now := time.Now(); now.Sub(a.logged) >= acceptLogEvery {
-		slog.Error("gateway: accept failed; retrying with backoff", "err", err, "failures", a.count)
+		cmp.Or(a.log, slog.Default()).Error("gateway: accept failed; retrying with backoff", "err", err, "failures", a.count)
 		a.logged, a.count = now, 0
 	}
 	a.backoff = min(max(2*a.backoff, acceptBackoffMin), acceptBackoffMax)

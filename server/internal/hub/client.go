@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"wspush/server/internal/metrics"
 	"wspush/server/internal/wheel"
 	"wspush/server/wire"
 )
@@ -111,7 +112,7 @@ func (c *Client) Send(frame []byte) bool {
 	n := int64(len(frame))
 	if after := c.unsent.Add(n); after > int64(c.h.cfg.MaxUnsent) && after > n {
 		c.unsent.Add(-n)
-		c.CloseWith(wire.CloseSlowConsumer, "slow consumer", metricsSlow)
+		c.CloseWith(CloseSlow)
 		return false
 	}
 	if _, err := c.conn.Write(frame); err != nil {
@@ -135,20 +136,20 @@ func writeFailure(err error) string {
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
 		return ""
 	}
-	return metricsWriteError
+	return metrics.ClosedWriteError
 }
 
-// CloseWith sends a close frame with code and reason and stops all further
-// writes; the client closes its side in answer, and its socket is closed
-// after the close grace if it does not. why is the metrics reason. Only the
-// first close counts.
-func (c *Client) CloseWith(code uint16, reason, why string) {
+// CloseWith sends a close frame with r's code and text and stops all
+// further writes; the client closes its side in answer, and its socket is
+// closed after the close grace if it does not. The close is counted under
+// r's label. Only the first close counts.
+func (c *Client) CloseWith(r Reason) {
 	if !c.state.CompareAndSwap(stateOpen, stateClosing) {
 		return
 	}
-	c.setReason(why)
+	c.setReason(r.label)
 	var b [2 + 2 + 123]byte
-	frame := wire.AppendCloseFrame(b[:0], code, reason)
+	frame := wire.AppendCloseFrame(b[:0], r.code, r.text)
 	// The close frame may pass the unsent cap: the socket layer's own cap
 	// leaves room for it.
 	c.unsent.Add(int64(len(frame)))

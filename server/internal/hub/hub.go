@@ -263,19 +263,17 @@ func (h *Hub) Stop() { h.stopOnce.Do(func() { close(h.stop) }) }
 
 type drainOrder struct {
 	perShard float64 // closes per second per shard
-	code     uint16
-	reason   string
 }
 
-// Drain sends every client a close frame with code and reason at about rate
-// closes per second (so that a restart does not cause a reconnect storm) and
-// waits until no client is left or ctx ends. Clients that do not answer the
+// Drain closes every client with CloseShutdown at about rate closes per
+// second (so that a restart does not cause a reconnect storm) and waits
+// until no client is left or ctx ends. Clients that do not answer the
 // close are closed after the close grace.
-func (h *Hub) Drain(ctx context.Context, rate int, code uint16, reason string) error {
+func (h *Hub) Drain(ctx context.Context, rate int) error {
 	if rate <= 0 {
 		rate = 10_000
 	}
-	h.drain.Store(&drainOrder{perShard: float64(rate) / float64(len(h.shards)), code: code, reason: reason})
+	h.drain.Store(&drainOrder{perShard: float64(rate) / float64(len(h.shards))})
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for h.clients.Load() > 0 {

@@ -227,7 +227,7 @@ func TestDrainClosesAtTheRate(t *testing.T) {
 		s.step(start) // admit the clients
 	}
 	done := make(chan error, 1)
-	go func() { done <- h.Drain(context.Background(), 200, wire.CloseGoingAway, "bye") }()
+	go func() { done <- h.Drain(context.Background(), 200) }()
 	eventually(t, func() bool { return h.drain.Load() != nil })
 	// 200/s over 2 shards: after 0.25 s about 50 clients are closed, not all.
 	steps(h, start, start.Add(250*time.Millisecond), 10*time.Millisecond)

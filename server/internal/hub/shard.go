@@ -5,14 +5,8 @@ import (
 	"time"
 
 	"wspush/server/internal/bus"
-	"wspush/server/internal/metrics"
 	"wspush/server/internal/wheel"
 	"wspush/server/wire"
-)
-
-const (
-	metricsSlow       = metrics.ClosedSlow
-	metricsWriteError = metrics.ClosedWriteError
 )
 
 var pingFrame = []byte{0x80 | wire.OpPing, 0}
@@ -128,7 +122,7 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 			continue
 		}
 		if exp := c.expires.Load(); exp != 0 && now >= exp {
-			c.CloseWith(wire.ClosePolicy, "token expired", metrics.ClosedExpired)
+			c.CloseWith(CloseExpired)
 			continue
 		}
 		c.visits++
@@ -149,7 +143,7 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 			}
 		}
 		if cfg.IdleTimeout != Disabled && now-c.lastRead.Load() > int64(cfg.IdleTimeout) {
-			c.CloseWith(wire.CloseGoingAway, "idle timeout", metrics.ClosedIdle)
+			c.CloseWith(CloseIdle)
 			continue
 		}
 		if h.pingEvery != 0 && c.visits%h.pingEvery == 0 && c.Send(pingFrame) {
@@ -212,7 +206,7 @@ func (s *shard) drainStep(now time.Time) {
 		s.drained[len(s.drained)-1] = nil
 		s.drained = s.drained[:len(s.drained)-1]
 		if c.state.Load() == stateOpen {
-			c.CloseWith(order.code, order.reason, metrics.ClosedShutdown)
+			c.CloseWith(CloseShutdown)
 			s.credit--
 		}
 	}

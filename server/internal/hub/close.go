@@ -1,0 +1,53 @@
+package hub
+
+import (
+	"wspush/server/internal/metrics"
+	"wspush/server/wire"
+)
+
+// Reason is why the server closes a client: the close frame's code and
+// text, and the label the close is counted under in the metrics. The
+// values below are the only ones; they are built here so that a code, a
+// text and a label cannot be mixed up at a call site.
+type Reason struct {
+	code  uint16
+	text  string
+	label string
+}
+
+// Code returns the close frame's status code.
+func (r Reason) Code() uint16 { return r.code }
+
+// Text returns the close frame's reason text.
+func (r Reason) Text() string { return r.text }
+
+// Label returns the metrics label the close is counted under.
+func (r Reason) Label() string { return r.label }
+
+// The reasons the server closes a client for.
+var (
+	CloseIdle      = Reason{wire.CloseGoingAway, "idle timeout", metrics.ClosedIdle}
+	CloseSlow      = Reason{wire.CloseSlowConsumer, "slow consumer", metrics.ClosedSlow}
+	CloseExpired   = Reason{wire.ClosePolicy, "token expired", metrics.ClosedExpired}
+	CloseShutdown  = Reason{wire.CloseGoingAway, "server shutting down", metrics.ClosedShutdown}
+	CloseRateLimit = Reason{wire.ClosePolicy, "rate limit", metrics.ClosedRateLimit}
+	CloseBadInput  = Reason{wire.ClosePolicy, "too many bad messages", metrics.ClosedBadInput}
+	// CloseBadCloseText and CloseBadCloseCode answer a client's invalid
+	// close frame.
+	CloseBadCloseText = Reason{wire.CloseInvalidPayload, "close reason is not UTF-8", metrics.ClosedProtocol}
+	CloseBadCloseCode = Reason{wire.CloseProtocolError, "close code 1015 may not be sent", metrics.ClosedProtocol}
+)
+
+// Violation returns the reason for failing a connection over an RFC 6455
+// violation the socket layer found (see package frameguard): its code and
+// text as given, counted as too_big (1009), rate_limit (1008) or protocol.
+func Violation(code uint16, text string) Reason {
+	label := metrics.ClosedProtocol
+	switch code {
+	case wire.CloseTooBig:
+		label = metrics.ClosedTooBig
+	case wire.ClosePolicy:
+		label = metrics.ClosedRateLimit
+	}
+	return Reason{code, text, label}
+}
