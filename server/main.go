@@ -50,7 +50,7 @@ func main() {
 func run(cfg Config, logOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(logOut, nil))
 	routeNBIOLogs(log)
-	cfg.Gateway.Logger = log
+	cfg.Gateway.Logger, cfg.NATS.Logger = log, log
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
 	}

@@ -27,6 +27,10 @@
 //     so that they do not race one another for a sequence number.
 //   - The consumer callback runs on one nats.go goroutine, in stream order;
 //     it is the only caller of the local bus's Apply methods.
+//   - A stream message that cannot be read or applied, and every error the
+//     consumer reports, is counted in wspush_cluster_errors_total{kind} and
+//     logged at a bounded rate (problems.go): a node that silently drifts
+//     from the cluster is the worst failure this package can have.
 //   - Close stops the consumer and closes the connection.
 package natsbus
 
@@ -38,6 +42,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -69,6 +74,8 @@ type Config struct {
 	HistoryTTL  time.Duration
 	// Name names this node's NATS connection.
 	Name string
+	// Logger receives the bus's log lines; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 const (
@@ -115,6 +122,7 @@ type Bus struct {
 	applied    atomic.Uint64 // stream seq of the last message applied
 	pending    atomic.Uint64 // messages the consumer has yet to deliver
 	caughtUp   atomic.Bool
+	problems   *problems
 	pubLatency *vm.Histogram
 	reconnects *vm.Counter
 	publishes  *vm.Counter
@@ -137,7 +145,11 @@ func New(cfg Config, local *bus.Bus, hub bus.Local, set *vm.Set) (*Bus, error) {
 	if cfg.HistoryTTL <= 0 {
 		cfg.HistoryTTL = bus.DefaultHistoryTTL
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
 	b := &Bus{cfg: cfg, local: local, hub: hub, last: map[string]position{},
+		problems:   newProblems(cfg.Logger, set),
 		pubLatency: set.NewHistogram("wspush_nats_publish_seconds"),
 		reconnects: set.NewCounter("wspush_nats_reconnects_total"),
 		publishes:  set.NewCounter("wspush_nats_publishes_total"),
@@ -207,7 +219,9 @@ func (b *Bus) start() error {
 	if err == nil && info.State.Msgs == 0 {
 		b.caughtUp.Store(true)
 	}
-	b.cc, err = cons.Consume(b.apply)
+	b.cc, err = cons.Consume(b.apply, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		b.problems.report(kindConsume, err)
+	}))
 	if err != nil {
 		return fmt.Errorf("natsbus: consume: %w", err)
 	}
@@ -218,19 +232,21 @@ func (b *Bus) start() error {
 func (b *Bus) apply(msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
+		b.problems.report(kindMetadata, err, "subject", msg.Subject())
 		return
 	}
 	h := msg.Headers()
 	seq, err1 := strconv.ParseUint(h.Get(hdrSeq), 10, 64)
 	ts, err2 := strconv.ParseInt(h.Get(hdrTS), 10, 64)
-	if err1 != nil || err2 != nil {
-		return // not ours
+	if err := errors.Join(err1, err2); err != nil {
+		b.problems.report(kindHeader, err, "subject", msg.Subject(), "stream_seq", md.Sequence.Stream)
+		return
 	}
 	topic, epoch := h.Get(hdrTopic), h.Get(hdrEpoch)
 	if msg.Subject() == broadcastSubj {
 		b.local.ApplyBroadcast(epoch, seq, ts, msg.Data())
-	} else {
-		_ = b.local.Apply(topic, epoch, seq, ts, msg.Data())
+	} else if err := b.local.Apply(topic, epoch, seq, ts, msg.Data()); err != nil {
+		b.problems.report(kindApply, err, "topic", topic, "seq", seq, "stream_seq", md.Sequence.Stream)
 	}
 	b.remember(topic, position{streamSeq: md.Sequence.Stream, seq: seq, epoch: epoch})
 	b.applied.Store(md.Sequence.Stream)
