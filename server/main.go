@@ -148,11 +148,11 @@ func start(cfg Config) (*node, error) {
 	if maxUnsent <= 0 {
 		maxUnsent = hub.DefaultMaxUnsent
 	}
-	n.bus = bus.New(cfg.Bus, h)
+	n.bus = bus.New(cfg.Bus, h.Local())
 	n.m.SetHistory(n.bus.HistoryBytes, n.bus.HistoryEvictions)
 	var api busAPI = n.bus
 	if cfg.NATS.URLs != "" {
-		if n.cluster, err = natsbus.New(cfg.NATS, n.bus, h, n.m.Set()); err != nil {
+		if n.cluster, err = natsbus.New(cfg.NATS, n.bus, h.Local(), n.m.Set()); err != nil {
 			return nil, fmt.Errorf("wspush: %w", err)
 		}
 		api = n.cluster

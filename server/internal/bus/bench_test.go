@@ -11,6 +11,9 @@ func (nopLocal) Deliver(*Message)   {}
 func (nopLocal) Broadcast(*Message) {}
 func (nopLocal) Overloaded() bool   { return false }
 
+func (nopLocal) Subscribe(*Topic, Subscription, Start) error { return nil }
+func (nopLocal) Unsubscribe(*Topic, Subscription) bool       { return true }
+
 // BenchmarkPublish publishes 256-byte values round-robin to 1,000 topics,
 // with history on (the default size, so rings fill and the oldest leave).
 func BenchmarkPublish(b *testing.B) {

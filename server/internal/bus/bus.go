@@ -11,9 +11,12 @@
 //   - b.mu guards the topic map. Each Topic's mu guards its sequence,
 //     history, subscriber count and liveness; it is held while a publish is
 //     sequenced and handed to Local.Deliver, and while a subscription starts
-//     or ends, so that Local sees publishes and subscription changes of one
-//     topic in one total order. Lock order: b.mu, then a Topic's mu, then
-//     hmu; no goroutine holds two Topic locks at once.
+//     or ends and is handed to Local.Subscribe or Local.Unsubscribe (on the
+//     caller's goroutine), so that Local sees publishes and subscription
+//     changes of one topic in one total order (subscribe.go). Subscriptions
+//     are plain values: no caller code runs under a topic lock. Lock
+//     order: b.mu, then a Topic's mu, then hmu; no goroutine holds two
+//     Topic locks at once.
 //   - hmu guards the bus-wide history queue (hq, hqHead, live, gseq), the
 //     queue of topics waiting for a trim (trims, each Topic's trimQueued)
 //     and every write of a Topic's histFrom and of histBytes (both atomics,
@@ -67,14 +70,27 @@ var (
 	ErrOverloaded   = errors.New("bus: overloaded, retry later")
 	ErrTooManyTopic = errors.New("bus: too many topics")
 	ErrTooLarge     = errors.New("bus: data too large")
+	// ErrNotSubscribed: Unsubscribe found no such subscription.
+	ErrNotSubscribed = errors.New("bus: not subscribed")
 )
 
-// Local is the node-local side of the bus: the hub.
+// Local is the node-local side of the bus: the hub. The bus calls its
+// methods; nothing else should.
 type Local interface {
 	// Deliver hands a topic message to the node's stream subscribers. It is
 	// called with the topic's lock held, in sequence order, and must not
 	// block.
 	Deliver(m *Message)
+	// Subscribe starts s on t, beginning at st. It is called with t's lock
+	// held (so that no publish of t comes between st and the first live
+	// message), from the goroutine that called Bus.Subscribe; it must hand
+	// the subscription on before returning and must not block. An error
+	// (a subscriber Local does not know) means nothing was started.
+	Subscribe(t *Topic, s Subscription, st Start) error
+	// Unsubscribe ends s on t, with t's lock held, from the goroutine that
+	// called Bus.Unsubscribe; it reports false, changing nothing, when
+	// s.Subscriber has no subscription to t. It must not block.
+	Unsubscribe(t *Topic, s Subscription) bool
 	// Broadcast hands a broadcast to every client, in order; it must not
 	// block.
 	Broadcast(m *Message)
@@ -363,76 +379,6 @@ func (b *Bus) broadcast(seq uint64, ts int64, data []byte) *Message {
 	b.messages.Add(1)
 	b.local.Broadcast(m)
 	return m
-}
-
-// Resume asks for the messages after Since of incarnation Epoch.
-type Resume struct {
-	Since    uint64
-	Epoch    string
-	HasSince bool
-}
-
-// Start is where a subscription begins.
-type Start struct {
-	Last   uint64     // the topic's last seq; live messages follow it
-	Epoch  string     // the topic's incarnation
-	Replay []*Message // the missed messages, in order (resume only)
-	// Gone: the resume could not be served (another epoch, or history no
-	// longer covers Since); the subscription starts live at Last.
-	Gone bool
-}
-
-// Subscribe starts a subscription to topic: with the topic's lock held it
-// computes where the subscription starts and calls begin, which must hand
-// the subscription to Local before returning (so that no publish slips
-// between the replay and the first live message).
-func (b *Bus) Subscribe(topic string, r Resume, begin func(t *Topic, s Start)) error {
-	t, err := b.lock(topic, true)
-	if err != nil {
-		return err
-	}
-	defer t.mu.Unlock()
-	s := Start{Last: t.seq, Epoch: t.epoch}
-	if r.HasSince {
-		s.Replay, s.Gone = t.since(r, b.now().UnixNano()-int64(b.cfg.HistoryTTL))
-	}
-	t.subs++
-	begin(t, s)
-	return nil
-}
-
-// since returns the messages after r.Since, or gone when they are not all
-// in the history (or were published before cutoff).
-func (t *Topic) since(r Resume, cutoff int64) (replay []*Message, gone bool) {
-	if r.Epoch != t.epoch || r.Since > t.seq {
-		return nil, true
-	}
-	t.trim() // entries evicted bus-wide are gone
-	missed := t.seq - r.Since
-	if missed == 0 {
-		return nil, false
-	}
-	if missed > uint64(t.n) {
-		return nil, true
-	}
-	replay = make([]*Message, 0, missed)
-	for i := t.n - int(missed); i < t.n; i++ {
-		m := t.hist[(t.head+i)%len(t.hist)]
-		if m.TS < cutoff {
-			return nil, true
-		}
-		replay = append(replay, m)
-	}
-	return replay, false
-}
-
-// Unsubscribe ends a subscription to t: end runs with the topic's lock
-// held and must hand the change to Local before returning.
-func (b *Bus) Unsubscribe(t *Topic, end func()) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.subs--
-	end()
 }
 
 // TopicInfo describes a topic, for the API.

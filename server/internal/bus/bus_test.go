@@ -20,6 +20,47 @@ type recorder struct {
 	delivered  []*Message
 	broadcasts []*Message
 	overloaded bool
+	started    Start          // the last subscription's start
+	subs       map[string]int // subscriptions held, by subscriber and topic
+}
+
+// subscriber is a bus.Subscriber for tests.
+type subscriber string
+
+func (s subscriber) ID() string { return string(s) }
+
+func (r *recorder) Subscribe(t *Topic, s Subscription, st Start) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.subs == nil {
+		r.subs = map[string]int{}
+	}
+	r.subs[s.Subscriber.ID()+"/"+t.Name()]++
+	r.started = st
+	return nil
+}
+
+func (r *recorder) Unsubscribe(t *Topic, s Subscription) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := s.Subscriber.ID() + "/" + t.Name()
+	if r.subs[k] == 0 {
+		return false
+	}
+	r.subs[k]--
+	return true
+}
+
+// start subscribes a test subscriber to topic from r and returns the start
+// the bus handed to Local.
+func (r *recorder) start(t *testing.T, b *Bus, topic string, res Resume) Start {
+	t.Helper()
+	if err := b.Subscribe(Subscription{Subscriber: subscriber("s"), Topic: topic, Resume: res}); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.started
 }
 
 func (r *recorder) Deliver(m *Message) {
@@ -78,16 +119,14 @@ func TestSeqIsContiguousPerTopicUnderConcurrency(t *testing.T) {
 }
 
 func TestResumeFromHistory(t *testing.T) {
-	b, _, now := newBus(t, Config{HistorySize: 5, HistoryTTL: time.Minute})
+	b, rec, now := newBus(t, Config{HistorySize: 5, HistoryTTL: time.Minute})
 	for i := 1; i <= 12; i++ {
 		_, _ = b.Publish("h", []byte(strconv.Itoa(i)))
 	}
 	var epoch string
 	start := func(r Resume) Start {
-		var s Start
-		if err := b.Subscribe("h", r, func(_ *Topic, st Start) { s, epoch = st, st.Epoch }); err != nil {
-			t.Fatal(err)
-		}
+		s := rec.start(t, b, "h", r)
+		epoch = s.Epoch
 		return s
 	}
 	s := start(Resume{})
@@ -127,8 +166,8 @@ func TestResumeFromHistory(t *testing.T) {
 func TestSweepForgetsIdleTopicsAndANewEpochFollows(t *testing.T) {
 	b, _, now := newBus(t, Config{HistoryTTL: time.Minute})
 	_, _ = b.Publish("idle", []byte("1"))
-	var held *Topic
-	_ = b.Subscribe("kept", Resume{}, func(t *Topic, _ Start) { held = t })
+	held := Subscription{Subscriber: subscriber("s"), Topic: "kept"}
+	_ = b.Subscribe(held)
 	old, _ := b.Topic("idle")
 	if n := b.Sweep(now.Add(30 * time.Second)); n != 0 {
 		t.Fatalf("swept %d topics within the TTL", n)
@@ -143,7 +182,9 @@ func TestSweepForgetsIdleTopicsAndANewEpochFollows(t *testing.T) {
 	if m.Seq != 1 || m.Topic.Epoch() == old.Epoch {
 		t.Fatalf("after the sweep: seq %d epoch %s (was %s)", m.Seq, m.Topic.Epoch(), old.Epoch)
 	}
-	b.Unsubscribe(held, func() {})
+	if err := b.Unsubscribe(held); err != nil {
+		t.Fatal(err)
+	}
 	if ti, _ := b.Topic("kept"); ti.Subscribers != 0 {
 		t.Fatalf("subscribers %d after unsubscribe", ti.Subscribers)
 	}

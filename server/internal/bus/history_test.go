@@ -92,11 +92,7 @@ func TestHistoryCapHoldsUnderConcurrentPublishesAndSweeps(t *testing.T) {
 // resume subscribes to topic from since in epoch and returns the start.
 func resume(t *testing.T, b *Bus, topic, epoch string, since uint64) Start {
 	t.Helper()
-	var s Start
-	if err := b.Subscribe(topic, Resume{Since: since, Epoch: epoch, HasSince: true}, func(_ *Topic, st Start) { s = st }); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return b.local.(*recorder).start(t, b, topic, Resume{Since: since, Epoch: epoch, HasSince: true})
 }
 
 func TestHistoryEvictsTheOldestFirstAcrossTopics(t *testing.T) {

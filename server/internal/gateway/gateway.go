@@ -128,8 +128,10 @@ type Config struct {
 // Bus is what the gateway needs of the message bus.
 type Bus interface {
 	Publish(topic string, data []byte) (*bus.Message, error)
-	Subscribe(topic string, r bus.Resume, begin func(t *bus.Topic, s bus.Start)) error
-	Unsubscribe(t *bus.Topic, end func())
+	// Subscribe and Unsubscribe start and end a client's subscription
+	// (Unsubscribe: bus.ErrNotSubscribed if it has none).
+	Subscribe(s bus.Subscription) error
+	Unsubscribe(s bus.Subscription) error
 }
 
 // Defaults.
@@ -534,8 +536,8 @@ func (g *Gateway) onClose(c *websocket.Conn, err error) {
 		errors.Is(err, websocket.ErrInvalidCloseCode), errors.Is(err, websocket.ErrInvalidFragmentMessage):
 		cl.SetCloseReason(metrics.ClosedProtocol)
 	}
-	for _, sub := range cl.TakeSubs() {
-		g.bus.Unsubscribe(sub.Topic, func() { g.hub.Unsubscribe(cl, sub.Topic, sub.Latest, nil) })
+	for _, topic := range cl.Topics() {
+		_ = g.bus.Unsubscribe(bus.Subscription{Subscriber: cl, Topic: topic, Quiet: true})
 	}
 	g.hub.Unregister(cl)
 	g.closed(c)

@@ -17,7 +17,7 @@ func (g *Gateway) fail(cl *hub.Client, code, reason string, id []byte) {
 }
 
 func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
-	if _, ok := cl.Sub(msg.Topic); ok {
+	if cl.Subscribed(msg.Topic) {
 		g.fail(cl, wire.CodeBadRequest, "already subscribed to "+msg.Topic, msg.ID)
 		return
 	}
@@ -30,18 +30,12 @@ func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
 		g.fail(cl, wire.CodeBadRequest, "latest mode rides on ticks, and this server sends none (-push-interval 0)", msg.ID)
 		return
 	}
-	r := bus.Resume{Since: msg.Since, Epoch: msg.Epoch, HasSince: msg.HasSince}
-	err := g.bus.Subscribe(msg.Topic, r, func(t *bus.Topic, s bus.Start) {
-		var sent uint64
-		if latest && r.HasSince && !s.Gone {
-			sent = r.Since
-		}
-		reply := wire.EndFrame(wire.AppendSubscribed(wire.BeginFrame(nil), msg.Topic, msg.Mode, s.Last, s.Epoch, s.Gone, msg.ID), wire.OpText)
-		if latest {
-			s.Replay = nil // a latest-mode client gets the newest value on its next tick
-		}
-		g.hub.Subscribe(cl, t, latest, s, sent, reply)
-		cl.AddSub(hub.Subscription{Topic: t, Latest: latest})
+	err := g.bus.Subscribe(bus.Subscription{
+		Subscriber: cl,
+		Topic:      msg.Topic,
+		Latest:     latest,
+		Resume:     bus.Resume{Since: msg.Since, Epoch: msg.Epoch, HasSince: msg.HasSince},
+		ID:         msg.ID,
 	})
 	if err != nil {
 		g.fail(cl, wire.CodeLimit, err.Error(), msg.ID)
@@ -49,14 +43,9 @@ func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
 }
 
 func (g *Gateway) unsubscribe(cl *hub.Client, msg *wire.ClientMsg) {
-	sub, ok := cl.Sub(msg.Topic)
-	if !ok {
+	if err := g.bus.Unsubscribe(bus.Subscription{Subscriber: cl, Topic: msg.Topic, ID: msg.ID}); err != nil {
 		g.fail(cl, wire.CodeBadRequest, "not subscribed to "+msg.Topic, msg.ID)
-		return
 	}
-	cl.DropSub(msg.Topic)
-	reply := wire.EndFrame(wire.AppendUnsubscribed(wire.BeginFrame(nil), msg.Topic, msg.ID), wire.OpText)
-	g.bus.Unsubscribe(sub.Topic, func() { g.hub.Unsubscribe(cl, sub.Topic, sub.Latest, reply) })
 }
 
 func (g *Gateway) publish(c *websocket.Conn, cl *hub.Client, msg *wire.ClientMsg) {

@@ -57,15 +57,13 @@ func BenchmarkFanout(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bs := bus.New(bus.Config{}, h)
+	bs := bus.New(bus.Config{}, h.Local())
 	const subs = 100_000
 	for i := 0; i < subs; i++ {
 		d := &discard{}
 		d.c = h.NewClient(d)
 		h.Register(d.c)
-		if err := bs.Subscribe("prices", bus.Resume{}, func(t *bus.Topic, s bus.Start) {
-			h.Subscribe(d.c, t, false, s, 0, nil)
-		}); err != nil {
+		if err := bs.Subscribe(bus.Subscription{Subscriber: d.c, Topic: "prices", Quiet: true}); err != nil {
 			b.Fatal(err)
 		}
 	}

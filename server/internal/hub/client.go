@@ -36,16 +36,18 @@ type Client struct {
 	shard *shard // set by Register
 	id    uint64
 
-	seq    uint64     // ticks sent; owned by the shard goroutine
-	visits uint32     // owned by the shard goroutine
-	topics *topicSubs // nil until the first subscription; owned by the shard goroutine
-
-	// subList holds the client's subscriptions (at most the gateway's MaxSubs,
-	// searched by topic name: 16 B each where a map cost ~350 B per client;
-	// nil until the first, so that an idle client stays 128 B), owned by
-	// the goroutine handling its messages (nbio runs those, and the close,
-	// one at a time per connection). See Sub, AddSub, DropSub, TakeSubs.
-	subList *[]Subscription
+	seq    uint64 // ticks sent; owned by the shard goroutine
+	visits uint32 // owned by the shard goroutine
+	// subs is the client's subscriptions, one record each (at most the
+	// gateway's MaxSubs, searched by topic name: a pointer each where a map
+	// cost ~350 B per client; nil until the first, so that an idle client
+	// stays 128 B). It is owned by the goroutine handling the client's
+	// messages (nbio runs those, and the close, one at a time per
+	// connection), which changes it only through the bus (topics.go).
+	subs *[]*sub
+	// latest points to the latest-mode ones among them; nil until the
+	// first. Owned by the shard goroutine.
+	latest *[]*sub
 
 	lastRead atomic.Int64 // Unix ns of the last inbound frame (coarse clock)
 	unsent   atomic.Int64 // bytes written but not yet taken by the socket

@@ -17,6 +17,11 @@
 //   - Writes to one client may come from its shard (ticks, pings) and from
 //     the goroutine handling its messages (replies) at the same time: each
 //     is one Write call of one whole frame, and the socket serializes them.
+//   - Subscriptions reach the hub only through the bus.Local that Local
+//     returns, which the bus calls with the topic's lock held (topics.go).
+//     Each is one record (sub): the client's list of them is owned by the
+//     goroutine handling the client's messages, the shard's lists and each
+//     record's position and sent seq by the shard goroutine.
 //   - Pending lists are bounded by the number of clients: a client is added
 //     once, removed once and queued for closing at most once.
 //   - Run starts the shard goroutines; they exit when Stop is called, and Run
@@ -143,7 +148,7 @@ func New(cfg Config, m *metrics.Metrics) (*Hub, error) {
 			return nil, fmt.Errorf("hub: %w", err)
 		}
 		h.shards = append(h.shards, &shard{h: h, idx: i, wheel: w, buf: make([]byte, 0, 512),
-			wake: make(chan struct{}, 1), streams: map[*bus.Topic][]*Client{}})
+			wake: make(chan struct{}, 1), streams: map[*bus.Topic][]*sub{}})
 	}
 	return h, nil
 }

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -293,33 +294,42 @@ func TestUnregisterRemovesFromTheWheel(t *testing.T) {
 
 func TestClientSubsByName(t *testing.T) {
 	h := newHub(t, Config{PushInterval: Disabled, PingInterval: Disabled, IdleTimeout: Disabled})
-	bs := bus.New(bus.Config{}, h)
-	c := &Client{}
+	bs := bus.New(bus.Config{}, h.Local())
+	c, _ := connect(h, false)
 	for _, name := range []string{"a", "b", "c"} {
-		if err := bs.Subscribe(name, bus.Resume{}, func(tp *bus.Topic, _ bus.Start) {
-			c.AddSub(Subscription{Topic: tp, Latest: name == "b"})
-		}); err != nil {
+		if err := bs.Subscribe(bus.Subscription{Subscriber: c, Topic: name, Latest: name == "b"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if s, ok := c.Sub("b"); !ok || s.Topic.Name() != "b" || !s.Latest {
-		t.Fatalf("Sub(b) = %+v, %v", s, ok)
+	if i := c.find("b"); i < 0 || (*c.subs)[i].t.Name() != "b" || !(*c.subs)[i].latest {
+		t.Fatalf("find(b) = %d", i)
 	}
-	c.DropSub("a")
-	c.DropSub("zz") // not subscribed: no change
-	if _, ok := c.Sub("a"); ok {
-		t.Fatal("a still subscribed after DropSub")
+	unsub := func(name string) error { return bs.Unsubscribe(bus.Subscription{Subscriber: c, Topic: name}) }
+	if err := unsub("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unsub("zz"); !errors.Is(err, bus.ErrNotSubscribed) { // not subscribed: no change
+		t.Fatalf("unsubscribe from zz: %v", err)
+	}
+	if c.Subscribed("a") {
+		t.Fatal("a still subscribed after its unsubscribe")
 	}
 	for _, name := range []string{"b", "c"} {
-		if _, ok := c.Sub(name); !ok {
-			t.Fatalf("%s lost by DropSub(a)", name)
+		if !c.Subscribed(name) {
+			t.Fatalf("%s lost by unsubscribing a", name)
 		}
 	}
 	if c.Subs() != 2 {
 		t.Fatalf("%d subscriptions, want 2", c.Subs())
 	}
-	if got := c.TakeSubs(); len(got) != 2 || c.Subs() != 0 {
-		t.Fatalf("TakeSubs: %d, then %d left", len(got), c.Subs())
+	got := c.Topics()
+	for _, name := range got {
+		if err := unsub(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2 || c.Subs() != 0 {
+		t.Fatalf("Topics: %d, then %d left", len(got), c.Subs())
 	}
 	if unsafe.Sizeof(Client{}) > 128 {
 		t.Errorf("Client is %d bytes; an idle connection's budget is 128", unsafe.Sizeof(Client{}))
@@ -330,15 +340,13 @@ func TestClientSubsByName(t *testing.T) {
 // both frames in one write, a compressed one gets them one after the other.
 func TestNoticeAndMessageInOneWrite(t *testing.T) {
 	h := newHub(t, Config{PushInterval: Disabled, PingInterval: Disabled, IdleTimeout: Disabled, Shards: 1})
-	bs := bus.New(bus.Config{}, h)
+	bs := bus.New(bus.Config{}, h.Local())
 	plain, pf := connect(h, false)
 	deflate, df := connect(h, false)
 	deflate.SetCompress()
 	now := time.Now()
 	for _, c := range []*Client{plain, deflate} {
-		if err := bs.Subscribe("feed", bus.Resume{}, func(tp *bus.Topic, s bus.Start) {
-			h.Subscribe(c, tp, false, s, 0, nil)
-		}); err != nil {
+		if err := bs.Subscribe(bus.Subscription{Subscriber: c, Topic: "feed", Quiet: true}); err != nil {
 			t.Fatal(err)
 		}
 	}

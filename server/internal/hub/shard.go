@@ -31,10 +31,10 @@ type shard struct {
 
 	// Owned by the shard goroutine.
 	wheel   *wheel.Wheel[*Client]
-	streams map[*bus.Topic][]*Client // stream subscribers by topic
-	work    []item                   // the inbox being worked through
-	buf     []byte                   // scratch for encoding frames
-	closing []closing                // close deadlines, in order
+	streams map[*bus.Topic][]*sub // stream subscriptions by topic (topics.go)
+	work    []item                // the inbox being worked through
+	buf     []byte                // scratch for encoding frames
+	closing []closing             // close deadlines, in order
 	spare   [3][]*Client
 	drained []*Client // clients left to drain, during Drain
 	drainOn bool
@@ -129,7 +129,7 @@ func (s *shard) visit(due time.Time, clients []*Client) {
 		if h.pushEvery != 0 && c.visits%h.pushEvery == 0 {
 			c.seq++
 			buf := wire.AppendTickOpen(wire.BeginFrame(s.buf), c.seq, dueNs, cfg.PushText)
-			if c.topics == nil || len(c.topics.latest) == 0 {
+			if c.latest == nil || len(*c.latest) == 0 {
 				buf = append(buf, '}')
 			} else {
 				buf = appendLatest(buf, c, cfg.MaxUnsent/2)

@@ -1,18 +1,23 @@
 package hub
 
 import (
+	"fmt"
+	"slices"
+
 	"wspush/server/internal/bus"
 	"wspush/server/wire"
 )
 
-// This file is the hub's side of the bus: subscriptions and fan-out.
+// This file is the hub's side of the bus: subscriptions and fan-out. The
+// shard's side, working through its inbox, is inbox.go.
 //
 // A topic's stream subscribers are kept per shard, by the shard goroutine
-// that owns the clients. The bus calls Deliver with the topic's lock held,
-// in sequence order, and Deliver appends the message to the inbox of every
-// shard with subscribers of that topic; subscription changes reach the same
-// inboxes under the same lock. Each shard works through its inbox in order,
-// so a subscriber sees its subscribed frame, then any replay, then the live
+// that owns the clients. The bus calls the hub's Local (busSide) with the
+// topic's lock held: Deliver, in sequence order, appends the message to
+// the inbox of every shard with subscribers of that topic; Subscribe and
+// Unsubscribe append the subscription change to the client's shard's inbox
+// under the same lock. Each shard works through its inbox in order, so a
+// subscriber sees its subscribed frame, then any replay, then the live
 // messages, with no gap and no duplicate. The encoded frame is shared:
 // fan-out writes the same bytes to every subscriber.
 
@@ -28,109 +33,135 @@ const (
 // item is one entry of a shard's inbox.
 type item struct {
 	kind   itemKind
-	latest bool // itemSub, itemUnsub: a latest-mode subscription
-	c      *Client
-	t      *bus.Topic
+	sub    *sub // itemSub, itemUnsub
 	m      *bus.Message
 	replay []*bus.Message
 	reply  []byte // a frame to send the client first (subscribed, unsubscribed)
-	sent   uint64 // itemSub, latest mode: the seq the client already has
+}
+
+// sub is a client's subscription to one topic: the one record of it. The
+// client's list (Client.subs) and, on the client's shard, the topic's list
+// (stream mode) or the client's latest list (latest mode) point to it.
+type sub struct {
+	c      *Client
+	t      *bus.Topic
+	latest bool // latest mode; c, t and latest never change
+	// Owned by the shard goroutine (set before the record is queued):
+	pos  int32  // stream mode: index in the shard's list of t
+	sent uint64 // latest mode: the seq the client has
 }
 
 // fanout is a topic's count of stream subscribers per shard. It is read and
 // written only with the topic's lock held.
 type fanout struct{ perShard []int32 }
 
-// Subscription is a client's subscription to one topic, as the goroutine
-// handling the client's messages records it.
-type Subscription struct {
-	Topic  *bus.Topic
-	Latest bool
-}
+// The methods below read c's subscription list. It changes only inside
+// Local.Subscribe and Local.Unsubscribe, which the bus calls from the
+// goroutine handling c's messages (nbio runs those, and the close, one at
+// a time per connection); call them from that goroutine.
 
-// The methods below are for the goroutine that owns c's subscription list
-// (the one handling c's messages and its close).
-
-// Sub returns c's subscription to the topic named name.
-func (c *Client) Sub(name string) (Subscription, bool) {
-	if c.subList == nil {
-		return Subscription{}, false
-	}
-	for _, s := range *c.subList {
-		if s.Topic.Name() == name {
-			return s, true
-		}
-	}
-	return Subscription{}, false
-}
+// Subscribed reports whether c has a subscription to the topic named name.
+func (c *Client) Subscribed(name string) bool { return c.find(name) >= 0 }
 
 // Subs is how many subscriptions c has.
 func (c *Client) Subs() int {
-	if c.subList == nil {
+	if c.subs == nil {
 		return 0
 	}
-	return len(*c.subList)
+	return len(*c.subs)
 }
 
-// AddSub records a subscription of c.
-func (c *Client) AddSub(s Subscription) {
-	if c.subList == nil {
-		c.subList = new([]Subscription)
-	}
-	*c.subList = append(*c.subList, s)
-}
-
-// DropSub removes c's subscription to the topic named name, if any.
-func (c *Client) DropSub(name string) {
-	if c.subList == nil {
-		return
-	}
-	l := *c.subList
-	for i, s := range l {
-		if s.Topic.Name() == name {
-			last := len(l) - 1
-			l[i] = l[last]
-			l[last] = Subscription{}
-			*c.subList = l[:last]
-			return
-		}
-	}
-}
-
-// TakeSubs returns c's subscriptions and forgets them (on close).
-func (c *Client) TakeSubs() []Subscription {
-	if c.subList == nil {
+// Topics returns the names of the topics c is subscribed to (for its
+// close, which ends them all).
+func (c *Client) Topics() []string {
+	if c.subs == nil {
 		return nil
 	}
-	l := *c.subList
-	c.subList = nil
-	return l
-}
-
-// Subscribe starts c's subscription to t. It is called by the bus with t's
-// lock held (see bus.Subscribe). reply is sent first, then the replay.
-func (h *Hub) Subscribe(c *Client, t *bus.Topic, latest bool, s bus.Start, sent uint64, reply []byte) {
-	sh := c.shard
-	if !latest {
-		f := h.fanout(t, true)
-		f.perShard[sh.idx]++
+	names := make([]string, len(*c.subs))
+	for i, s := range *c.subs {
+		names[i] = s.t.Name()
 	}
-	sh.enqueue(item{kind: itemSub, latest: latest, c: c, t: t, replay: s.Replay, reply: reply, sent: sent}, false)
+	return names
 }
 
-// Unsubscribe ends c's subscription to t, with t's lock held (see
-// bus.Unsubscribe). reply, if not nil, is sent once it has ended.
-func (h *Hub) Unsubscribe(c *Client, t *bus.Topic, latest bool, reply []byte) {
-	sh := c.shard
-	if !latest {
+func (c *Client) find(name string) int {
+	if c.subs == nil {
+		return -1
+	}
+	return slices.IndexFunc(*c.subs, func(s *sub) bool { return s.t.Name() == name })
+}
+
+// busSide is the hub as the bus's Local. Its methods rely on the bus's
+// topic lock, so they are reachable only through the bus.Local that Local
+// returns.
+type busSide Hub
+
+// Local returns the hub's side of the bus, for bus.New alone: the bus calls
+// it with a topic's lock held.
+func (h *Hub) Local() bus.Local { return (*busSide)(h) }
+
+// Subscribe implements bus.Local: it records the subscription and queues
+// it, with its subscribed reply and replay, on the client's shard.
+func (b *busSide) Subscribe(t *bus.Topic, s bus.Subscription, st bus.Start) error {
+	c, ok := s.Subscriber.(*Client)
+	if !ok || c.shard == nil || c.h != (*Hub)(b) {
+		return fmt.Errorf("hub: subscriber %T is not a registered client of this hub", s.Subscriber)
+	}
+	h := (*Hub)(b)
+	rec := &sub{c: c, t: t, latest: s.Latest}
+	mode := wire.ModeStream
+	if s.Latest {
+		mode = wire.ModeLatest
+		if s.Resume.HasSince && !st.Gone {
+			rec.sent = s.Resume.Since
+		}
+		st.Replay = nil // a latest-mode client gets the newest value on its next tick
+	} else {
+		h.fanout(t, true).perShard[c.shard.idx]++
+	}
+	if c.subs == nil {
+		c.subs = new([]*sub)
+	}
+	*c.subs = append(*c.subs, rec)
+	var reply []byte
+	if !s.Quiet {
+		reply = wire.EndFrame(wire.AppendSubscribed(wire.BeginFrame(nil), t.Name(), mode, st.Last, st.Epoch, st.Gone, s.ID), wire.OpText)
+	}
+	c.shard.enqueue(item{kind: itemSub, sub: rec, replay: st.Replay, reply: reply}, false)
+	return nil
+}
+
+// Unsubscribe implements bus.Local: it forgets the subscription and queues
+// its end, with the unsubscribed reply, on the client's shard.
+func (b *busSide) Unsubscribe(t *bus.Topic, s bus.Subscription) bool {
+	c, ok := s.Subscriber.(*Client)
+	if !ok || c.h != (*Hub)(b) {
+		return false
+	}
+	i := c.find(t.Name())
+	if i < 0 {
+		return false
+	}
+	l := *c.subs
+	rec := l[i]
+	last := len(l) - 1
+	l[i], l[last] = l[last], nil
+	*c.subs = l[:last]
+	h := (*Hub)(b)
+	if !rec.latest {
 		if f := h.fanout(t, false); f != nil {
-			f.perShard[sh.idx]--
+			f.perShard[c.shard.idx]--
 			if allZero(f.perShard) {
 				h.fans.Delete(t)
 			}
 		}
 	}
-	sh.enqueue(item{kind: itemUnsub, latest: latest, c: c, t: t, reply: reply}, false)
+	var reply []byte
+	if !s.Quiet {
+		reply = wire.EndFrame(wire.AppendUnsubscribed(wire.BeginFrame(nil), t.Name(), s.ID), wire.OpText)
+	}
+	c.shard.enqueue(item{kind: itemUnsub, sub: rec, reply: reply}, false)
+	return true
 }
 
 func allZero(v []int32) bool {
@@ -156,7 +187,8 @@ func (h *Hub) fanout(t *bus.Topic, create bool) *fanout {
 
 // Deliver implements bus.Local: it queues m on every shard with stream
 // subscribers of its topic.
-func (h *Hub) Deliver(m *bus.Message) {
+func (b *busSide) Deliver(m *bus.Message) {
+	h := (*Hub)(b)
 	f := h.fanout(m.Topic, false)
 	if f == nil {
 		return
@@ -169,14 +201,17 @@ func (h *Hub) Deliver(m *bus.Message) {
 }
 
 // Broadcast implements bus.Local: it queues m on every shard.
-func (h *Hub) Broadcast(m *bus.Message) {
-	for _, s := range h.shards {
+func (b *busSide) Broadcast(m *bus.Message) {
+	for _, s := range b.shards {
 		s.enqueue(item{kind: itemBroadcast, m: m}, true)
 	}
 }
 
-// Overloaded implements bus.Local: a shard has more messages queued than
-// the cap.
+// Overloaded implements bus.Local (see Hub.Overloaded).
+func (b *busSide) Overloaded() bool { return (*Hub)(b).Overloaded() }
+
+// Overloaded reports whether a shard has more messages queued than the
+// cap; publishes are then refused. It may be called from any goroutine.
 func (h *Hub) Overloaded() bool {
 	for _, s := range h.shards {
 		s.mu.Lock()
@@ -201,214 +236,4 @@ func (s *shard) enqueue(it item, counted bool) {
 	case s.wake <- struct{}{}:
 	default:
 	}
-}
-
-// topicSubs is a client's subscriptions as its shard sees them, kept apart
-// from Client so that clients without subscriptions (most, in a tick-only
-// deployment) do not pay for it.
-type topicSubs struct {
-	streams []streamPos // stream subscriptions
-	latest  []latestSub // latest-mode subscriptions
-}
-
-// subs returns c's subscription state, created on first use.
-func (c *Client) subs() *topicSubs {
-	if c.topics == nil {
-		c.topics = &topicSubs{}
-	}
-	return c.topics
-}
-
-// streamPos is where a client stands in one of its shard's topic lists.
-type streamPos struct {
-	t *bus.Topic
-	i int32
-}
-
-// latestSub is a client's latest-mode subscription: the seq it has.
-type latestSub struct {
-	t    *bus.Topic
-	sent uint64
-}
-
-// handle applies one inbox item; fresh holds the clients registered in this
-// wake-up, not yet in the wheel.
-func (s *shard) handle(it *item, fresh []*Client) {
-	switch it.kind {
-	case itemSub:
-		s.handleSub(it)
-	case itemUnsub:
-		s.handleUnsub(it)
-	case itemMsg:
-		s.handleMsg(it.m)
-	case itemBroadcast:
-		s.handleBroadcast(it.m, fresh)
-	}
-}
-
-// handleSub starts a subscription: the subscribed reply, then any replay,
-// then the client joins the topic's list (stream) or its latest set.
-func (s *shard) handleSub(it *item) {
-	c := it.c
-	s.send(c, it.reply)
-	deflate := c.compress.Load()
-	for _, m := range it.replay {
-		s.send(c, m.FrameFor(deflate))
-	}
-	ts := c.subs()
-	if it.latest {
-		ts.latest = append(ts.latest, latestSub{t: it.t, sent: it.sent})
-		return
-	}
-	list := s.streams[it.t]
-	ts.streams = append(ts.streams, streamPos{t: it.t, i: int32(len(list))})
-	s.streams[it.t] = append(list, c)
-}
-
-// handleUnsub ends a subscription, then sends the unsubscribed reply.
-func (s *shard) handleUnsub(it *item) {
-	c := it.c
-	if it.latest {
-		s.removeLatest(c, it.t)
-	} else {
-		s.removeStream(c, it.t)
-	}
-	s.send(c, it.reply)
-}
-
-// handleMsg writes a topic message to the topic's stream subscribers on
-// this shard, preceded by its notice if it has one.
-func (s *shard) handleMsg(m *bus.Message) {
-	for _, c := range s.streams[m.Topic] {
-		if m.Notice != nil {
-			if !c.compress.Load() {
-				// One write for the notice and the message.
-				if c.Send(m.NoticeFrame) {
-					s.count(len(m.Notice))
-					s.count(len(m.Frame))
-					s.delivered++
-				}
-				continue
-			}
-			s.send(c, m.Notice)
-		}
-		s.deliver(c, m)
-	}
-}
-
-// handleBroadcast writes a broadcast to every client of the shard: those
-// in the wheel and those registered in this wake-up.
-func (s *shard) handleBroadcast(m *bus.Message, fresh []*Client) {
-	s.wheel.Each(func(c *Client) { s.deliver(c, m) })
-	for _, c := range fresh {
-		s.deliver(c, m)
-	}
-}
-
-// send writes a frame that is not a delivery (a reply, a replayed message,
-// a notice) to c and counts it; a nil frame is skipped.
-func (s *shard) send(c *Client, frame []byte) {
-	if frame != nil && c.Send(frame) {
-		s.count(len(frame))
-	}
-}
-
-// removeLatest takes t out of c's latest-mode subscriptions.
-func (s *shard) removeLatest(c *Client, t *bus.Topic) {
-	ts := c.subs()
-	for i, l := range ts.latest {
-		if l.t == t {
-			ts.latest = append(ts.latest[:i], ts.latest[i+1:]...)
-			return
-		}
-	}
-}
-
-// deliver writes m to c, compressed if c negotiated it.
-func (s *shard) deliver(c *Client, m *bus.Message) {
-	f := m.Frame
-	if c.compress.Load() {
-		f = m.FrameFor(true)
-	}
-	if c.Send(f) {
-		s.count(len(f))
-		s.delivered++
-	}
-}
-
-func (s *shard) count(n int) {
-	s.frames++
-	s.bytes += uint64(n)
-}
-
-// removeStream takes c out of t's list in O(subscriptions of c).
-func (s *shard) removeStream(c *Client, t *bus.Topic) {
-	if c.topics == nil {
-		return
-	}
-	cs := c.topics
-	k := -1
-	for j, p := range cs.streams {
-		if p.t == t {
-			k = j
-			break
-		}
-	}
-	if k < 0 {
-		return
-	}
-	i := cs.streams[k].i
-	cs.streams = append(cs.streams[:k], cs.streams[k+1:]...)
-	list := s.streams[t]
-	last := len(list) - 1
-	if int(i) != last {
-		moved := list[last]
-		list[i] = moved
-		ms := moved.topics.streams
-		for j := range ms {
-			if ms[j].t == t {
-				ms[j].i = i
-				break
-			}
-		}
-	}
-	list[last] = nil
-	if last == 0 {
-		delete(s.streams, t)
-	} else {
-		s.streams[t] = list[:last]
-	}
-}
-
-// appendLatest adds the "topics" of c's latest-mode subscriptions that
-// changed since its last tick to an open tick payload, and closes it. Once
-// the payload passes budget bytes, the remaining changes wait for the next
-// tick, so that one tick stays well under the client's write cap.
-func appendLatest(buf []byte, c *Client, budget int) []byte {
-	open := false
-	start := len(buf)
-	latest := c.topics.latest
-	off := int(c.visits) % len(latest) // rotate, so no topic starves behind the budget
-	for j := range latest {
-		l := &latest[(off+j)%len(latest)]
-		m := l.t.Latest()
-		if m == nil || m.Seq <= l.sent {
-			continue
-		}
-		if open && len(buf)-start+len(m.Data)+len(l.t.Name())+40 > budget {
-			break
-		}
-		if open {
-			buf = append(buf, ',')
-		} else {
-			buf = append(buf, `,"topics":{`...)
-			open = true
-		}
-		buf = wire.AppendLatestEntry(buf, l.t.Name(), m.Seq, m.Data)
-		l.sent = m.Seq
-	}
-	if open {
-		buf = append(buf, '}')
-	}
-	return append(buf, '}')
 }

@@ -376,12 +376,10 @@ func (b *Bus) Broadcast(data []byte) (*bus.Message, error) {
 }
 
 // Subscribe starts a subscription on this node (see bus.Bus.Subscribe).
-func (b *Bus) Subscribe(topic string, r bus.Resume, begin func(t *bus.Topic, s bus.Start)) error {
-	return b.local.Subscribe(topic, r, begin)
-}
+func (b *Bus) Subscribe(s bus.Subscription) error { return b.local.Subscribe(s) }
 
 // Unsubscribe ends a subscription on this node.
-func (b *Bus) Unsubscribe(t *bus.Topic, end func()) { b.local.Unsubscribe(t, end) }
+func (b *Bus) Unsubscribe(s bus.Subscription) error { return b.local.Unsubscribe(s) }
 
 // Topics describes the topics this node knows.
 func (b *Bus) Topics() []bus.TopicInfo { return b.local.Topics() }

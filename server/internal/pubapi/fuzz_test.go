@@ -18,6 +18,9 @@ func (r *recorder) Deliver(*bus.Message)   { r.delivered++ }
 func (r *recorder) Broadcast(*bus.Message) { r.broadcast++ }
 func (r *recorder) Overloaded() bool       { return false }
 
+func (r *recorder) Subscribe(*bus.Topic, bus.Subscription, bus.Start) error { return nil }
+func (r *recorder) Unsubscribe(*bus.Topic, bus.Subscription) bool           { return false }
+
 var fuzzPaths = []string{"/v1/publish", "/v1/publish/batch", "/v1/broadcast"}
 
 // FuzzPublishBody posts arbitrary bodies to the real handlers over a real
