@@ -239,3 +239,32 @@ func TestBroadcastsAreSequencedAndCompressedOnce(t *testing.T) {
 		t.Fatalf("inflated to %q", out)
 	}
 }
+
+// An Unsubscribe that matches no subscription (another subscriber's, a
+// repeat, a topic never seen) is refused and leaves the count alone.
+func TestUnsubscribeWithoutASubscriptionChangesNothing(t *testing.T) {
+	b, _, _ := newBus(t, Config{})
+	s := Subscription{Subscriber: subscriber("s"), Topic: "t"}
+	if err := b.Subscribe(s); err != nil {
+		t.Fatal(err)
+	}
+	subscribers := func() int { ti, _ := b.Topic("t"); return ti.Subscribers }
+	if err := b.Unsubscribe(Subscription{Subscriber: subscriber("other"), Topic: "t"}); !errors.Is(err, ErrNotSubscribed) {
+		t.Fatalf("another subscriber's unsubscribe: %v", err)
+	}
+	if n := subscribers(); n != 1 {
+		t.Fatalf("%d subscribers after another's unsubscribe, want 1", n)
+	}
+	if err := b.Unsubscribe(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unsubscribe(s); !errors.Is(err, ErrNotSubscribed) {
+		t.Fatalf("a repeated unsubscribe: %v", err)
+	}
+	if n := subscribers(); n != 0 {
+		t.Fatalf("%d subscribers after a repeated unsubscribe, want 0", n)
+	}
+	if err := b.Unsubscribe(Subscription{Subscriber: subscriber("s"), Topic: "never"}); !errors.Is(err, ErrNotSubscribed) {
+		t.Fatalf("unsubscribe from a topic never seen: %v", err)
+	}
+}
