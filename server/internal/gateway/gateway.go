@@ -525,16 +525,16 @@ func (g *Gateway) onClose(c *websocket.Conn, err error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, nbio.ErrOverflow):
-		cl.SetCloseReason(metrics.ClosedSlow)
+		cl.SetCloseReason(hub.CloseSlow)
 	case errors.Is(err, nbio.ErrReadTimeout), errors.Is(err, nbio.ErrWriteTimeout):
-		cl.SetCloseReason(metrics.ClosedTimeout)
+		cl.SetCloseReason(hub.CloseTimeout)
 	case errors.Is(err, websocket.ErrMessageTooLarge):
-		cl.SetCloseReason(metrics.ClosedTooBig)
+		cl.SetCloseReason(hub.CloseTooBig)
 	case errors.Is(err, websocket.ErrReserveBitSet), errors.Is(err, websocket.ErrReservedMessageType),
 		errors.Is(err, websocket.ErrControlMessageFragmented), errors.Is(err, websocket.ErrControlMessageTooBig),
 		errors.Is(err, websocket.ErrFragmentsShouldNotHaveBinaryOrTextMessage), errors.Is(err, websocket.ErrInvalidUtf8),
 		errors.Is(err, websocket.ErrInvalidCloseCode), errors.Is(err, websocket.ErrInvalidFragmentMessage):
-		cl.SetCloseReason(metrics.ClosedProtocol)
+		cl.SetCloseReason(hub.CloseProtocol)
 	}
 	for _, topic := range cl.Topics() {
 		_ = g.bus.Unsubscribe(bus.Subscription{Subscriber: cl, Topic: topic, Quiet: true})

@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"wspush/server/internal/metrics"
 	"wspush/server/internal/wheel"
 	"wspush/server/wire"
 )
@@ -119,26 +118,26 @@ func (c *Client) Send(frame []byte) bool {
 	}
 	if _, err := c.conn.Write(frame); err != nil {
 		c.unsent.Add(-n)
-		if why := writeFailure(err); why != "" {
-			c.setReason(why)
+		if r, ok := writeFailure(err); ok {
+			c.setReason(r.label)
 		}
 		return false
 	}
 	return true
 }
 
-// writeFailure is the close reason a failed write gives its client, or ""
+// writeFailure is the close reason a failed write gives its client; false
 // when the write only found the socket closed or the peer gone. A write
 // that loses the race with the client's own close — its close frame and
 // FIN are read, the socket is closed (net.ErrClosed), or its reset arrives
 // first (EPIPE, ECONNRESET) — is the client's ordinary close, counted as
 // ClosedByClient unless something else set a reason; only a write that
 // fails on a socket the peer did not end is a write error.
-func writeFailure(err error) string {
+func writeFailure(err error) (Reason, bool) {
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-		return ""
+		return Reason{}, false
 	}
-	return metrics.ClosedWriteError
+	return closeWriteError, true
 }
 
 // CloseWith sends a close frame with r's code and text and stops all
@@ -173,7 +172,8 @@ func (c *Client) Closing() bool { return c.state.Load() != stateOpen }
 
 // SetCloseReason records why the socket is about to close, when the socket
 // layer closes it itself (an oversized message, a protocol error).
-func (c *Client) SetCloseReason(why string) { c.setReason(why) }
+// The close is counted under r's label.
+func (c *Client) SetCloseReason(r Reason) { c.setReason(r.label) }
 
 func (c *Client) setReason(why string) {
 	r := why

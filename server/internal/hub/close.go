@@ -38,6 +38,18 @@ var (
 	CloseBadCloseCode = Reason{wire.CloseProtocolError, "close code 1015 may not be sent", metrics.ClosedProtocol}
 )
 
+// The reasons the socket layer closes a client for by itself (nbio sends
+// its own close frame, if any): give them to Client.SetCloseReason, which
+// counts the close under their label. CloseSlow is also one of them (nbio's
+// write buffer overflowed).
+var (
+	CloseTimeout  = Reason{label: metrics.ClosedTimeout} // a read or write deadline passed
+	CloseTooBig   = Reason{wire.CloseTooBig, "message too big", metrics.ClosedTooBig}
+	CloseProtocol = Reason{wire.CloseProtocolError, "protocol error", metrics.ClosedProtocol}
+
+	closeWriteError = Reason{label: metrics.ClosedWriteError} // see writeFailure
+)
+
 // Violation returns the reason for failing a connection over an RFC 6455
 // violation the socket layer found (see package frameguard): its code and
 // text as given, counted as too_big (1009), rate_limit (1008) or protocol.
