@@ -113,47 +113,58 @@ func (s *shard) step(now time.Time) {
 
 // visit is called by the wheel for each due slot.
 func (s *shard) visit(due time.Time, clients []*Client) {
-	h := s.h
-	cfg := &h.cfg
 	dueNs := due.UnixNano()
-	now := h.Now()
+	now := s.h.Now()
 	for _, c := range clients {
-		if c.state.Load() != stateOpen {
-			continue
-		}
-		if exp := c.expires.Load(); exp != 0 && now >= exp {
-			c.CloseWith(CloseExpired)
-			continue
-		}
-		c.visits++
-		if h.pushEvery != 0 && c.visits%h.pushEvery == 0 {
-			c.seq++
-			buf := wire.AppendTickOpen(wire.BeginFrame(s.buf), c.seq, dueNs, cfg.PushText)
-			if c.latest == nil || len(*c.latest) == 0 {
-				buf = append(buf, '}')
-			} else {
-				buf = appendLatest(buf, c, cfg.MaxUnsent/2)
-			}
-			s.buf = buf
-			frame := wire.EndFrame(buf, wire.OpText)
-			if c.Send(frame) {
-				s.pushes++
-				s.frames++
-				s.bytes += uint64(len(frame))
-			}
-		}
-		if cfg.IdleTimeout != Disabled && now-c.lastRead.Load() > int64(cfg.IdleTimeout) {
-			c.CloseWith(CloseIdle)
-			continue
-		}
-		if h.pingEvery != 0 && c.visits%h.pingEvery == 0 && c.Send(pingFrame) {
-			s.frames++
-			s.bytes += uint64(len(pingFrame))
+		if c.state.Load() == stateOpen {
+			s.visitClient(c, dueNs, now)
 		}
 	}
 	s.flush()
 	if len(clients) > 0 {
-		h.m.TickLag.Update(time.Since(due).Seconds())
+		s.h.m.TickLag.Update(time.Since(due).Seconds())
+	}
+}
+
+// visitClient is one open client's visit: close it if its token expired,
+// push its tick when one is due, close it if idle, ping it when due.
+func (s *shard) visitClient(c *Client, dueNs, now int64) {
+	h := s.h
+	if exp := c.expires.Load(); exp != 0 && now >= exp {
+		c.CloseWith(CloseExpired)
+		return
+	}
+	c.visits++
+	if h.pushEvery != 0 && c.visits%h.pushEvery == 0 {
+		s.tick(c, dueNs)
+	}
+	if h.cfg.IdleTimeout != Disabled && now-c.lastRead.Load() > int64(h.cfg.IdleTimeout) {
+		c.CloseWith(CloseIdle)
+		return
+	}
+	if h.pingEvery != 0 && c.visits%h.pingEvery == 0 && c.Send(pingFrame) {
+		s.frames++
+		s.bytes += uint64(len(pingFrame))
+	}
+}
+
+// tick encodes c's next tick, with its changed latest-mode values, into the
+// shard's scratch buffer and writes it.
+func (s *shard) tick(c *Client, dueNs int64) {
+	cfg := &s.h.cfg
+	c.seq++
+	buf := wire.AppendTickOpen(wire.BeginFrame(s.buf), c.seq, dueNs, cfg.PushText)
+	if c.latest == nil || len(*c.latest) == 0 {
+		buf = append(buf, '}')
+	} else {
+		buf = appendLatest(buf, c, cfg.MaxUnsent/2)
+	}
+	s.buf = buf
+	frame := wire.EndFrame(buf, wire.OpText)
+	if c.Send(frame) {
+		s.pushes++
+		s.frames++
+		s.bytes += uint64(len(frame))
 	}
 }
 
