@@ -40,10 +40,8 @@ type Client struct {
 	// subs is the client's subscriptions, one record each (at most the
 	// gateway's MaxSubs, searched by topic name: a pointer each where a map
 	// cost ~350 B per client; nil until the first, so that an idle client
-	// stays 128 B). It is owned by the goroutine handling the client's
-	// messages (nbio runs those, and the close, one at a time per
-	// connection), which changes it only through the bus (topics.go).
-	subs *[]*sub
+	// stays 128 B). Copied on write, only through the bus (topics.go).
+	subs atomic.Pointer[[]*sub]
 	// latest points to the latest-mode ones among them; nil until the
 	// first. Owned by the shard goroutine.
 	latest *[]*sub

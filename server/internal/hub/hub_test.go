@@ -301,8 +301,8 @@ func TestClientSubsByName(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if i := c.find("b"); i < 0 || (*c.subs)[i].t.Name() != "b" || !(*c.subs)[i].latest {
-		t.Fatalf("find(b) = %d", i)
+	if l := c.subList(); find(l, "b") < 0 || l[find(l, "b")].t.Name() != "b" || !l[find(l, "b")].latest {
+		t.Fatalf("find(b) = %d", find(l, "b"))
 	}
 	unsub := func(name string) error { return bs.Unsubscribe(bus.Subscription{Subscriber: c, Topic: name}) }
 	if err := unsub("a"); err != nil {

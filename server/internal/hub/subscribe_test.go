@@ -1,7 +1,9 @@
 package hub
 
 import (
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,4 +91,49 @@ func mustTopic(t *testing.T, bs *bus.Bus, name string) *bus.Topic {
 		t.Fatal(err)
 	}
 	return m.Topic
+}
+
+// A client's subscription list may change from several goroutines at once
+// (one topic lock each) and be read from any: none is lost, and a second
+// subscription to the same topic is refused.
+func TestClientSubscriptionsFromManyGoroutines(t *testing.T) {
+	h := newHub(t, Config{PushInterval: Disabled, PingInterval: Disabled, IdleTimeout: Disabled, Shards: 1})
+	bs := bus.New(bus.Config{}, h.Local())
+	c, _ := connect(h, false)
+	const n = 32
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			topic := "t" + strconv.Itoa(i)
+			if err := bs.Subscribe(bus.Subscription{Subscriber: c, Topic: topic, Quiet: true}); err != nil {
+				t.Error(err)
+			}
+			_ = c.Subscribed(topic) // a read racing the others' writes
+		}()
+	}
+	wg.Wait()
+	if c.Subs() != n {
+		t.Fatalf("%d subscriptions recorded, want %d", c.Subs(), n)
+	}
+	if err := bs.Subscribe(bus.Subscription{Subscriber: c, Topic: "t0", Quiet: true}); err == nil {
+		t.Fatal("a second subscription to t0 was accepted")
+	}
+	if ti, _ := bs.Topic("t0"); ti.Subscribers != 1 || c.Subs() != n {
+		t.Fatalf("after a refused repeat: %d subscribers of t0, %d subscriptions", ti.Subscribers, c.Subs())
+	}
+	for i := 0; i < n; i += 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := bs.Unsubscribe(bus.Subscription{Subscriber: c, Topic: "t" + strconv.Itoa(i), Quiet: true}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if c.Subs() != n/2 || c.Subscribed("t0") || !c.Subscribed("t1") {
+		t.Fatalf("after ending the even ones: %d subscriptions, t0 %v, t1 %v", c.Subs(), c.Subscribed("t0"), c.Subscribed("t1"))
+	}
 }

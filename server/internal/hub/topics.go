@@ -55,40 +55,82 @@ type sub struct {
 // written only with the topic's lock held.
 type fanout struct{ perShard []int32 }
 
-// The methods below read c's subscription list. It changes only inside
-// Local.Subscribe and Local.Unsubscribe, which the bus calls from the
-// goroutine handling c's messages (nbio runs those, and the close, one at
-// a time per connection); call them from that goroutine.
+// A client's subscription list (Client.subs) is copied on write: it
+// changes only inside Local.Subscribe and Local.Unsubscribe, with the
+// topic's lock held (so at most one change per topic at a time; changes to
+// different topics retry their swap), and it may be read from any
+// goroutine.
 
 // Subscribed reports whether c has a subscription to the topic named name.
-func (c *Client) Subscribed(name string) bool { return c.find(name) >= 0 }
+func (c *Client) Subscribed(name string) bool { return find(c.subList(), name) >= 0 }
 
 // Subs is how many subscriptions c has.
-func (c *Client) Subs() int {
-	if c.subs == nil {
-		return 0
-	}
-	return len(*c.subs)
-}
+func (c *Client) Subs() int { return len(c.subList()) }
 
 // Topics returns the names of the topics c is subscribed to (for its
 // close, which ends them all).
 func (c *Client) Topics() []string {
-	if c.subs == nil {
+	l := c.subList()
+	if len(l) == 0 {
 		return nil
 	}
-	names := make([]string, len(*c.subs))
-	for i, s := range *c.subs {
+	names := make([]string, len(l))
+	for i, s := range l {
 		names[i] = s.t.Name()
 	}
 	return names
 }
 
-func (c *Client) find(name string) int {
-	if c.subs == nil {
-		return -1
+func (c *Client) subList() []*sub {
+	if p := c.subs.Load(); p != nil {
+		return *p
 	}
-	return slices.IndexFunc(*c.subs, func(s *sub) bool { return s.t.Name() == name })
+	return nil
+}
+
+func find(l []*sub, name string) int {
+	return slices.IndexFunc(l, func(s *sub) bool { return s.t.Name() == name })
+}
+
+// addSub adds r to c's list; false if c already has a subscription to r's
+// topic.
+func (c *Client) addSub(r *sub) bool {
+	for {
+		p := c.subs.Load()
+		var l []*sub
+		if p != nil {
+			l = *p
+		}
+		if find(l, r.t.Name()) >= 0 {
+			return false
+		}
+		nl := append(slices.Clip(l), r) // a new array: readers keep the old one
+		if c.subs.CompareAndSwap(p, &nl) {
+			return true
+		}
+	}
+}
+
+// dropSub removes and returns c's subscription to t, nil if it has none.
+func (c *Client) dropSub(t *bus.Topic) *sub {
+	for {
+		p := c.subs.Load()
+		if p == nil {
+			return nil
+		}
+		i := slices.IndexFunc(*p, func(s *sub) bool { return s.t == t })
+		if i < 0 {
+			return nil
+		}
+		var np *[]*sub
+		if len(*p) > 1 {
+			nl := slices.Delete(slices.Clone(*p), i, i+1)
+			np = &nl
+		}
+		if c.subs.CompareAndSwap(p, np) {
+			return (*p)[i]
+		}
+	}
 }
 
 // busSide is the hub as the bus's Local. Its methods rely on the bus's
@@ -109,6 +151,9 @@ func (b *busSide) Subscribe(t *bus.Topic, s bus.Subscription, st bus.Start) erro
 	}
 	h := (*Hub)(b)
 	rec := &sub{c: c, t: t, latest: s.Latest}
+	if !c.addSub(rec) {
+		return fmt.Errorf("hub: client %s is already subscribed to %q", c.ID(), t.Name())
+	}
 	mode := wire.ModeStream
 	if s.Latest {
 		mode = wire.ModeLatest
@@ -119,10 +164,6 @@ func (b *busSide) Subscribe(t *bus.Topic, s bus.Subscription, st bus.Start) erro
 	} else {
 		h.fanout(t, true).perShard[c.shard.idx]++
 	}
-	if c.subs == nil {
-		c.subs = new([]*sub)
-	}
-	*c.subs = append(*c.subs, rec)
 	var reply []byte
 	if !s.Quiet {
 		reply = wire.EndFrame(wire.AppendSubscribed(wire.BeginFrame(nil), t.Name(), mode, st.Last, st.Epoch, st.Gone, s.ID), wire.OpText)
@@ -138,15 +179,10 @@ func (b *busSide) Unsubscribe(t *bus.Topic, s bus.Subscription) bool {
 	if !ok || c.h != (*Hub)(b) {
 		return false
 	}
-	i := c.find(t.Name())
-	if i < 0 {
+	rec := c.dropSub(t)
+	if rec == nil {
 		return false
 	}
-	l := *c.subs
-	rec := l[i]
-	last := len(l) - 1
-	l[i], l[last] = l[last], nil
-	*c.subs = l[:last]
 	h := (*Hub)(b)
 	if !rec.latest {
 		if f := h.fanout(t, false); f != nil {
