@@ -8,10 +8,9 @@ import (
 	"wspush/server/internal/natsbus"
 )
 
-// clusterFlags registers the NATS flags (docs/cluster.md) and returns a
-// function that copies them into a Config once parsed.
-func clusterFlags(fs *flag.FlagSet) func(*Config) {
-	var c natsbus.Config
+// clusterFlags binds the NATS flags (docs/cluster.md) into c; parseConfig
+// copies the history settings over from the bus's once parsed.
+func clusterFlags(fs *flag.FlagSet, c *natsbus.Config) {
 	fs.StringVar(&c.URLs, "nats", "", "NATS server URLs (nats://host:4222,…): run as one node of a cluster; empty = single process, in-memory bus")
 	fs.StringVar(&c.Creds, "nats-creds", "", "NATS credentials file")
 	fs.StringVar(&c.TLSCA, "nats-tls-ca", "", "CA bundle (PEM) to verify the NATS servers")
@@ -19,14 +18,8 @@ func clusterFlags(fs *flag.FlagSet) func(*Config) {
 	fs.StringVar(&c.TLSKey, "nats-tls-key", "", "client key (PEM) for -nats-tls-cert")
 	fs.StringVar(&c.Stream, "nats-stream", "WSPUSH", "JetStream stream holding topic history")
 	fs.IntVar(&c.Replicas, "nats-replicas", 1, "replicas of the stream (3 on a NATS cluster)")
-	return func(cfg *Config) {
-		c.HistorySize, c.HistoryTTL = cfg.Bus.HistorySize, cfg.Bus.HistoryTTL
-		if c.Name == "" {
-			host, _ := os.Hostname()
-			c.Name = fmt.Sprintf("wspush %s pid %d", host, os.Getpid())
-		}
-		cfg.NATS = c
-	}
+	host, _ := os.Hostname()
+	c.Name = fmt.Sprintf("wspush %s pid %d", host, os.Getpid())
 }
 
 // validateCluster checks the NATS flags.

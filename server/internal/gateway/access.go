@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -93,17 +94,9 @@ func newAccess(cfg *Config) (*access, error) {
 	return a, nil
 }
 
-// orDefault maps a Config number to its value: 0 is def, negative is 0
-// (off).
-func orDefault(v, def int) int {
-	switch {
-	case v == 0:
-		return def
-	case v < 0:
-		return 0
-	}
-	return v
-}
+// orDefault maps a Config number to its value by wspush's one scheme: 0
+// is def, negative is 0 (off).
+func orDefault(v, def int) int { return max(cmp.Or(v, def), 0) }
 
 // normalizeOrigin returns "scheme://host[:port]" in lower case, refusing
 // anything with a path, query or user info.
