@@ -18,7 +18,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/pkg/profile"
 
@@ -71,9 +70,9 @@ func run(cfg Config, logOut io.Writer) error {
 	select {
 	case s := <-sig:
 		log.Info("shutting down", "signal", s.String(), "clients", n.hub.Len(), "drain_rate", cfg.DrainRate)
-	case err := <-n.adminErr:
-		log.Error("admin listener failed", "err", err)
-		failed = err
+	case f := <-n.group.failed:
+		log.Error(f.name+" failed", "err", f.err)
+		failed = f.err
 	}
 	// A second signal cuts the drain short.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -117,8 +116,7 @@ type node struct {
 	cluster  *natsbus.Bus // nil unless -nats
 	gw       *gateway.Gateway
 	admin    *admin.Server
-	hubDone  chan struct{}
-	adminErr chan error
+	group    *group // every component's Run; group.go
 	draining atomic.Bool
 	stopOnce sync.Once
 	left     int64 // clients left when the drain ended; set by shutdown
@@ -132,9 +130,11 @@ type busAPI interface {
 }
 
 // start wires and starts a server; it returns once both listeners are up.
+// Components join the group as soon as they hold a resource, in the order
+// they must start; shutdown stops them in the reverse order (stop).
 func start(cfg Config) (*node, error) {
 	routeNBIOLogs(slog.Default())
-	n := &node{hubDone: make(chan struct{}), adminErr: make(chan error, 1)}
+	n := &node{group: newGroup()}
 	var h *hub.Hub
 	n.m = metrics.New(func() int64 { return h.Len() })
 	h, err := hub.New(cfg.Hub, n.m)
@@ -150,42 +150,38 @@ func start(cfg Config) (*node, error) {
 	}
 	n.bus = bus.New(cfg.Bus, h.Local())
 	n.m.SetHistory(n.bus.HistoryBytes, n.bus.HistoryEvictions)
+	n.admin = admin.New(n.m, h.Len, n.healthy)
+	n.admin.SetToken(cfg.AdminToken)
+	if err := n.admin.Listen(cfg.AdminAddr); err != nil {
+		return nil, fmt.Errorf("wspush: %w", err)
+	}
+	n.group.add("admin listener", n.admin.Run)
+	fail := func(err error) (*node, error) {
+		_ = n.group.stop()
+		return nil, fmt.Errorf("wspush: %w", err)
+	}
 	var api busAPI = n.bus
 	if cfg.NATS.URLs != "" {
 		if n.cluster, err = natsbus.New(cfg.NATS, n.bus, h.Local(), n.m.Set()); err != nil {
-			return nil, fmt.Errorf("wspush: %w", err)
+			return fail(err)
 		}
+		n.group.add("cluster", n.cluster.Run)
 		api = n.cluster
 	}
 	if n.gw, err = gateway.New(gcfg, h, api, n.m, maxUnsent); err != nil {
-		n.closeCluster()
-		return nil, fmt.Errorf("wspush: %w", err)
+		return fail(err)
 	}
-	n.admin = admin.New(n.m, h.Len, n.healthy)
-	n.admin.SetToken(cfg.AdminToken)
 	if n.gw.AuthEnabled() {
 		n.m.SetUsers(n.gw.Users)
 	}
 	pubapi.Register(n.admin, api)
-	if err := n.admin.Listen(cfg.AdminAddr); err != nil {
-		n.closeCluster()
-		return nil, fmt.Errorf("wspush: %w", err)
-	}
+	n.group.add("bus sweeper", n.bus.Run)
+	n.group.add("hub", h.Run)
 	if err := n.gw.Start(); err != nil {
-		_ = n.admin.Shutdown(context.Background())
-		n.closeCluster()
-		return nil, fmt.Errorf("wspush: %w", err)
+		return fail(err)
 	}
-	go func() {
-		defer close(n.hubDone)
-		h.Run()
-	}()
-	go n.bus.Run(time.Minute, n.hubDone)
-	go func() {
-		if err := n.admin.Serve(); err != nil {
-			n.adminErr <- err
-		}
-	}()
+	n.group.add("gateway", n.gw.Run)
+	n.group.start()
 	return n, nil
 }
 
@@ -199,12 +195,6 @@ func (n *node) healthy() error {
 		return n.cluster.Healthy()
 	}
 	return nil
-}
-
-func (n *node) closeCluster() {
-	if n.cluster != nil {
-		n.cluster.Close()
-	}
 }
 
 // shutdown stops accepting, closes every client with 1001 at the drain
@@ -226,14 +216,9 @@ func (n *node) stop(ctx context.Context, cfg Config) int64 {
 	n.gw.StopAccepting()
 	_ = n.hub.Drain(drainCtx, cfg.DrainRate)
 	left := n.hub.Len()
-	gwCtx, cancelGW := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancelGW()
-	_ = n.gw.Shutdown(gwCtx)
-	n.hub.Stop()
-	<-n.hubDone
-	n.closeCluster()
-	adminCtx, cancelAdmin := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancelAdmin()
-	_ = n.admin.Shutdown(adminCtx)
+	// The gateway (every connection closed, nbio stopped: at most 2 s), the
+	// hub, the bus's sweeper, the cluster connection, the admin listener
+	// (requests in flight: at most 2 s).
+	_ = n.group.stop()
 	return left
 }

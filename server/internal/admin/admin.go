@@ -8,8 +8,11 @@
 //
 // Concurrency: handlers run on net/http's goroutines and only read shared
 // state through the callbacks they are given, which must be safe for
-// concurrent use. SetToken and Handle are called before Serve. Serve
-// returns when the server is shut down.
+// concurrent use. SetToken and Handle are called before Run.
+//
+// Lifecycle, as for every wspush component: Listen acquires the socket;
+// Run serves until its context is done, then shuts the server down and
+// returns. Run with a context already done only closes the socket.
 package admin
 
 import (
@@ -136,18 +139,38 @@ func (s *Server) Listen(addr string) error {
 // Addr returns the listening address (after Listen).
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Serve serves until Shutdown.
-func (s *Server) Serve() error {
-	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+// ShutdownTimeout bounds how long Run waits for requests in flight once
+// it is stopping.
+const ShutdownTimeout = 2 * time.Second
+
+// Run serves on the socket Listen opened until ctx is done, then shuts the
+// server down, waiting up to ShutdownTimeout for requests in flight. If the
+// listener fails first, Run shuts down the same way and returns the error.
+func (s *Server) Run(ctx context.Context) error {
+	if ctx.Err() != nil { // stopped before it started: release the socket
+		if err := s.ln.Close(); err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		return nil
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.srv.Serve(s.ln) }()
+	var err error
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	serr := s.srv.Shutdown(sctx)
+	if err == nil {
+		err = <-served // ErrServerClosed, at once
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("admin: %w", err)
 	}
-	return nil
-}
-
-// Shutdown stops the server, waiting for requests in flight until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if err := s.srv.Shutdown(ctx); err != nil {
-		return fmt.Errorf("admin: shutdown: %w", err)
+	if serr != nil {
+		return fmt.Errorf("admin: shutdown: %w", serr)
 	}
 	return nil
 }

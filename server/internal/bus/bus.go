@@ -2,10 +2,9 @@
 // its topic's next sequence number, keeps each topic's recent history for
 // resume and its newest value for latest-mode subscribers, and hands each
 // message, in order, to the local side (the hub) that writes it to this
-// node's subscribers. The gateway and the publish API use it through small
-// interfaces of their own, so that on a cluster node natsbus stands in
-// front of it (sequencing publishes in NATS, then applying them here); the
-// hub receives from it through Local.
+// node's subscribers. It is the seam a NATS-backed bus will replace: the
+// gateway and the publish API use it through small interfaces of their
+// own, and the hub receives from it through Local.
 //
 // # Concurrency contract
 //
@@ -26,7 +25,7 @@
 //     releasing its own topic's lock (history.go).
 //   - bmu serializes broadcasts and their handing to Local.Broadcast.
 //   - A Message is immutable once published and may be shared freely.
-//   - Run sweeps idle topics until stop is closed.
+//   - Run sweeps idle topics until its context is done (run.go).
 package bus
 
 import (
@@ -450,18 +449,4 @@ func (b *Bus) Sweep(now time.Time) int {
 		t.mu.Unlock()
 	}
 	return n
-}
-
-// Run sweeps idle topics every interval until stop is closed.
-func (b *Bus) Run(interval time.Duration, stop <-chan struct{}) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-tick.C:
-			b.Sweep(now)
-		}
-	}
 }

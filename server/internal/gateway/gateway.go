@@ -10,10 +10,12 @@
 //     nbio's goroutines, one at a time per connection, and never block: every
 //     write is a non-blocking nbio write of one whole frame.
 //   - reserved counts connections upgraded or being upgraded; it is the
-//     max-conns gate. draining only ever goes from false to true (on
-//     StopAccepting and on shutdown).
-//   - Start launches nbio's goroutines and the edge's sweep; Shutdown
-//     stops them.
+//     max-conns gate. draining is set once, by Drain.
+//   - Lifecycle, as for every wspush component: Start binds the socket and
+//     launches nbio's goroutines and the edge's sweep; Run waits until its
+//     context is done, then closes every connection, stops them and
+//     returns. StopAccepting, a step of the drain before that, only closes
+//     the listening socket.
 //   - Before its upgrade a connection is the edge's (edge.go): every read
 //     passes through it first, under the connection's own mutex; open
 //     sockets are counted by the listener (limits.go).
@@ -100,8 +102,8 @@ type Config struct {
 	// "scheme://host[:port]", or "*". Empty: the Host header's own origin.
 	// Requests without an Origin header (not browsers) always pass.
 	AllowedOrigins []string
-	// MaxConnsPerIP caps connections from one IP address (default
-	// DefaultMaxConnsPerIP: no cap); over it an upgrade gets HTTP 429.
+	// MaxConnsPerIP caps connections from one IP address (default 1000);
+	// over it an upgrade gets HTTP 429.
 	MaxConnsPerIP int
 	// AcceptRate caps upgrades per second over the whole server (default
 	// 5000), with bursts of AcceptBurst (default: one second's worth); over
@@ -328,11 +330,19 @@ func (g *Gateway) StopAccepting() {
 	g.ln.stop()
 }
 
-// Shutdown closes every remaining connection and stops nbio.
-func (g *Gateway) Shutdown(ctx context.Context) error {
+// ShutdownTimeout bounds how long Run waits for nbio to stop.
+const ShutdownTimeout = 2 * time.Second
+
+// Run returns when ctx is done, having closed every remaining connection
+// and stopped nbio (waiting for it up to ShutdownTimeout). Call it after a
+// successful Start.
+func (g *Gateway) Run(ctx context.Context) error {
+	<-ctx.Done()
 	g.draining.Store(true)
 	g.edge.stopSweep()
-	if err := g.engine.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := g.engine.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("gateway: shutdown: %w", err)
 	}
 	return nil

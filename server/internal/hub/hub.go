@@ -19,14 +19,14 @@
 //     is one Write call of one whole frame, and the socket serializes them.
 //   - Subscriptions reach the hub only through the bus.Local that Local
 //     returns, which the bus calls with the topic's lock held (topics.go).
-//     Each is one record (sub). The client's list of them is copied on
-//     write, changed only there, and may be read from any goroutine
-//     (Client.Subscribed, Subs, Topics); the shard's lists and each
-//     record's position and sent seq are owned by the shard goroutine.
+//     Each is one record (sub): the client's list of them is owned by the
+//     goroutine handling the client's messages, the shard's lists and each
+//     record's position and sent seq by the shard goroutine.
 //   - Pending lists are bounded by the number of clients: a client is added
 //     once, removed once and queued for closing at most once.
-//   - Run starts the shard goroutines; they exit when Stop is called, and Run
-//     returns after they have.
+//   - Run runs the shard goroutines until its context is done and returns
+//     once they have exited (the lifecycle every wspush component shares:
+//     acquire in New, run until the context ends, release, return).
 package hub
 
 import (
@@ -250,22 +250,19 @@ func (h *Hub) Unregister(c *Client) {
 	s.mu.Unlock()
 }
 
-// Run drives the shards until Stop; it returns once every shard goroutine
-// has exited.
-func (h *Hub) Run() {
+// Run drives the shards until ctx is done; it returns nil once every shard
+// goroutine has exited. Clients are left as they are (Drain closes them).
+// Run is called once.
+func (h *Hub) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, s := range h.shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.run(h.stop)
-		}()
+		wg.Go(func() { s.run(h.stop) })
 	}
+	<-ctx.Done()
+	h.stopOnce.Do(func() { close(h.stop) })
 	wg.Wait()
+	return nil
 }
-
-// Stop ends Run. Clients are left as they are.
-func (h *Hub) Stop() { h.stopOnce.Do(func() { close(h.stop) }) }
 
 type drainOrder struct {
 	perShard float64 // closes per second per shard

@@ -31,7 +31,9 @@
 //     consumer reports, is counted in wspush_cluster_errors_total{kind} and
 //     logged at a bounded rate (problems.go): a node that silently drifts
 //     from the cluster is the worst failure this package can have.
-//   - Close stops the consumer and closes the connection.
+//   - Lifecycle, as for every wspush component: New connects and starts the
+//     consumer; Run waits until its context is done, then stops the
+//     consumer, closes the connection and returns.
 package natsbus
 
 import (
@@ -402,10 +404,13 @@ func (b *Bus) Healthy() error {
 	return nil
 }
 
-// Close stops applying the stream and closes the NATS connection.
-func (b *Bus) Close() {
+// Run returns nil when ctx is done, having stopped applying the stream and
+// closed the NATS connection.
+func (b *Bus) Run(ctx context.Context) error {
+	<-ctx.Done()
 	if b.cc != nil {
 		b.cc.Stop()
 	}
 	b.nc.Close()
+	return nil
 }
