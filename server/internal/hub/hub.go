@@ -166,15 +166,7 @@ func (h *Hub) schedule() error {
 	if c.Resolution < time.Millisecond {
 		return fmt.Errorf("hub: resolution %v is below 1ms", c.Resolution)
 	}
-	// Keepalive is checked at least every keep: a third of the idle
-	// timeout, and no less often than pings are due.
-	keep := time.Duration(0)
-	if c.PingInterval != Disabled {
-		keep = c.PingInterval
-	}
-	if c.IdleTimeout != Disabled && (keep == 0 || c.IdleTimeout/3 < keep) {
-		keep = c.IdleTimeout / 3
-	}
+	keep := keepaliveEvery(c)
 	switch {
 	case c.PushInterval == Disabled && keep == 0:
 		h.visitPeriod = time.Second
@@ -197,6 +189,20 @@ func (h *Hub) schedule() error {
 		h.cfg.Resolution = h.visitPeriod
 	}
 	return nil
+}
+
+// keepaliveEvery is how often keepalive must be checked: at least every
+// third of the idle timeout, and no less often than pings are due; 0 when
+// both are off.
+func keepaliveEvery(c Config) time.Duration {
+	keep := time.Duration(0)
+	if c.PingInterval != Disabled {
+		keep = c.PingInterval
+	}
+	if c.IdleTimeout != Disabled && (keep == 0 || c.IdleTimeout/3 < keep) {
+		keep = c.IdleTimeout / 3
+	}
+	return keep
 }
 
 // PushInterval returns the tick period, 0 when ticks are off.
