@@ -5,7 +5,7 @@ FUZZTIME      ?= 10s
 SOAK_DURATION ?= 10m
 BIN           := bin
 
-.PHONY: all build run test fmt fmt-check vet staticcheck unit fuzz bench bench-full bench-1m bench-cluster bench-report bench-go soak clean
+.PHONY: all build run test fmt fmt-check tidy-check vet staticcheck unit fuzz bench bench-full bench-1m bench-cluster bench-report bench-go soak clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 run: build
 	./$(BIN)/wspush
 
-test: fmt-check vet staticcheck unit fuzz
+test: fmt-check tidy-check vet staticcheck unit fuzz
 
 fmt:
 	gofmt -w server loadgen bench 2>/dev/null || gofmt -w server
@@ -25,6 +25,10 @@ fmt:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# go.mod and go.sum are exactly what the imports need (prints the diff if not).
+tidy-check:
+	$(GO) mod tidy -diff
 
 vet:
 	$(GO) vet ./...
