@@ -2,9 +2,10 @@
 // its topic's next sequence number, keeps each topic's recent history for
 // resume and its newest value for latest-mode subscribers, and hands each
 // message, in order, to the local side (the hub) that writes it to this
-// node's subscribers. It is the seam a NATS-backed bus will replace: the
-// gateway and the publish API use it through small interfaces of their
-// own, and the hub receives from it through Local.
+// node's subscribers. The gateway and the publish API use it through small
+// interfaces of their own, so that on a cluster node natsbus stands in
+// front of it (sequencing publishes in NATS, then applying them here); the
+// hub receives from it through Local.
 //
 // # Concurrency contract
 //

@@ -10,7 +10,8 @@
 //     nbio's goroutines, one at a time per connection, and never block: every
 //     write is a non-blocking nbio write of one whole frame.
 //   - reserved counts connections upgraded or being upgraded; it is the
-//     max-conns gate. draining is set once, by Drain.
+//     max-conns gate. draining only ever goes from false to true (on
+//     StopAccepting and on shutdown).
 //   - Lifecycle, as for every wspush component: Start binds the socket and
 //     launches nbio's goroutines and the edge's sweep; Run waits until its
 //     context is done, then closes every connection, stops them and
@@ -102,8 +103,8 @@ type Config struct {
 	// "scheme://host[:port]", or "*". Empty: the Host header's own origin.
 	// Requests without an Origin header (not browsers) always pass.
 	AllowedOrigins []string
-	// MaxConnsPerIP caps connections from one IP address (default 1000);
-	// over it an upgrade gets HTTP 429.
+	// MaxConnsPerIP caps connections from one IP address (default
+	// DefaultMaxConnsPerIP: no cap); over it an upgrade gets HTTP 429.
 	MaxConnsPerIP int
 	// AcceptRate caps upgrades per second over the whole server (default
 	// 5000), with bursts of AcceptBurst (default: one second's worth); over

@@ -19,9 +19,10 @@
 //     is one Write call of one whole frame, and the socket serializes them.
 //   - Subscriptions reach the hub only through the bus.Local that Local
 //     returns, which the bus calls with the topic's lock held (topics.go).
-//     Each is one record (sub): the client's list of them is owned by the
-//     goroutine handling the client's messages, the shard's lists and each
-//     record's position and sent seq by the shard goroutine.
+//     Each is one record (sub). The client's list of them is copied on
+//     write, changed only there, and may be read from any goroutine
+//     (Client.Subscribed, Subs, Topics); the shard's lists and each
+//     record's position and sent seq are owned by the shard goroutine.
 //   - Pending lists are bounded by the number of clients: a client is added
 //     once, removed once and queued for closing at most once.
 //   - Run runs the shard goroutines until its context is done and returns
