@@ -6,10 +6,12 @@
 // POST was sent. It runs in its own process (wsbench __bcast), pinned to
 // the load CPU, so its cost never lands on the server's core.
 //
-// Concurrency: Run starts one goroutine per connection plus a bounded pool
-// of dialers; each connection goroutine writes only its own slots of the
-// arrival table, which Run reads after a WaitGroup/channel handoff. All
-// goroutines end before Run returns.
+// Run is three steps: dial (a bounded pool of dialers), read (one reading
+// goroutine per connection) and measure (the broadcasts, one at a time).
+//
+// Concurrency: each reading goroutine writes only its own slots of the
+// arrival table (atomics), which measure polls. All goroutines end before
+// Run returns.
 package bclient
 
 import (
@@ -60,11 +62,25 @@ type Result struct {
 // ctx, each broadcast by Wait).
 func Run(ctx context.Context, c Config) (*Result, error) {
 	res := &Result{Conns: c.Conns}
+	conns, dialErrs := dial(ctx, c)
+	res.DialErrors = dialErrs
 	arrive := make([][]atomic.Int64, c.Count)
 	for k := range arrive {
 		arrive[k] = make([]atomic.Int64, c.Conns)
 	}
-	conns := make([]*websocket.Conn, c.Conns)
+	connected, stop := read(conns, arrive)
+	defer stop()
+	res.Connected = connected
+	time.Sleep(time.Second)
+	err := measure(ctx, c, conns, arrive, res)
+	return res, err
+}
+
+// dial opens c.Conns connections, at most c.Dialers at a time, and reads
+// each one's welcome. conns[i] is nil where that failed; dialErrs counts
+// those.
+func dial(ctx context.Context, c Config) (conns []*websocket.Conn, dialErrs int) {
+	conns = make([]*websocket.Conn, c.Conns)
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 256}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(1, c.Dialers))
@@ -91,18 +107,24 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		}(i)
 	}
 	wg.Wait()
-	res.DialErrors = int(dialErr.Load())
-	var readers sync.WaitGroup
+	return conns, int(dialErr.Load())
+}
+
+// read starts one reader per open connection: the i-th stores in
+// arrive[k][i] when its k-th "msg" frame came. It returns how many readers
+// run and stop, which closes every connection and waits for the readers.
+func read(conns []*websocket.Conn, arrive [][]atomic.Int64) (readers int, stop func()) {
+	var wg sync.WaitGroup
 	for i, ws := range conns {
 		if ws == nil {
 			continue
 		}
-		res.Connected++
-		readers.Add(1)
+		readers++
+		wg.Add(1)
 		go func(i int, ws *websocket.Conn) {
-			defer readers.Done()
+			defer wg.Done()
 			k := 0
-			for k < c.Count {
+			for k < len(arrive) {
 				_, p, err := ws.ReadMessage()
 				if err != nil {
 					return
@@ -115,54 +137,71 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 			}
 		}(i, ws)
 	}
-	defer func() {
+	return readers, func() {
 		for _, ws := range conns {
 			if ws != nil {
 				_ = ws.Close()
 			}
 		}
-		readers.Wait()
-	}()
-	time.Sleep(time.Second)
+		wg.Wait()
+	}
+}
+
+// measure POSTs the c.Count broadcasts one at a time and records in res how
+// long each took to reach the res.Connected readers.
+func measure(ctx context.Context, c Config, conns []*websocket.Conn, arrive [][]atomic.Int64, res *Result) error {
 	var all []float64
 	for k := 0; k < c.Count && ctx.Err() == nil; k++ {
 		t0 := time.Now()
-		body := `{"data":{"bench":` + strconv.Itoa(k) + `}}`
-		resp, err := http.Post(c.Admin+"/v1/broadcast", "application/json", bytes.NewBufferString(body))
-		if err != nil {
-			return res, fmt.Errorf("wsbench: broadcast %d: %w", k, err)
+		if err := post(c.Admin, k); err != nil {
+			return err
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return res, fmt.Errorf("wsbench: broadcast %d: HTTP %d", k, resp.StatusCode)
-		}
-		post := time.Since(t0)
-		deadline := t0.Add(c.Wait)
-		var lats []float64
-		for {
-			lats = lats[:0]
-			for i, ws := range conns {
-				if ws == nil {
-					continue
-				}
-				if v := arrive[k][i].Load(); v != 0 {
-					lats = append(lats, float64(v-t0.UnixNano())/1e6)
-				}
-			}
-			if len(lats) == res.Connected || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		took := time.Since(t0)
+		lats := arrivals(conns, arrive[k], t0, res.Connected, t0.Add(c.Wait))
 		s := Summarize(lats, res.Connected)
-		s.PostMS = float64(post) / 1e6
+		s.PostMS = float64(took) / 1e6
 		res.Broadcasts = append(res.Broadcasts, s)
 		all = append(all, lats...)
 		time.Sleep(300 * time.Millisecond)
 	}
 	res.All = Summarize(all, res.Connected*len(res.Broadcasts))
-	return res, nil
+	return nil
+}
+
+// post sends the k-th broadcast through the admin API.
+func post(admin string, k int) error {
+	body := `{"data":{"bench":` + strconv.Itoa(k) + `}}`
+	resp, err := http.Post(admin+"/v1/broadcast", "application/json", bytes.NewBufferString(body))
+	if err != nil {
+		return fmt.Errorf("wsbench: broadcast %d: %w", k, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("wsbench: broadcast %d: HTTP %d", k, resp.StatusCode)
+	}
+	return nil
+}
+
+// arrivals polls one broadcast's arrival slots until want have arrived or
+// the deadline passes, and returns the latencies (ms after t0) seen.
+func arrivals(conns []*websocket.Conn, slots []atomic.Int64, t0 time.Time, want int, deadline time.Time) []float64 {
+	var lats []float64
+	for {
+		lats = lats[:0]
+		for i, ws := range conns {
+			if ws == nil {
+				continue
+			}
+			if v := slots[i].Load(); v != 0 {
+				lats = append(lats, float64(v-t0.UnixNano())/1e6)
+			}
+		}
+		if len(lats) == want || time.Now().After(deadline) {
+			return lats
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // Summarize computes the percentiles of lats (ms); want is how many
