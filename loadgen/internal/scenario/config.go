@@ -1,8 +1,10 @@
 package scenario
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -53,14 +55,22 @@ type Config struct {
 	Procs      int `json:"procs"`
 }
 
-// Validate checks bounds so that every loop is bounded.
+// Validate checks c (validate), then gives the fields left 0 their
+// defaults (setDefaults).
 func (c *Config) Validate() error {
-	known := false
-	for _, n := range Names {
-		known = known || n == c.Scenario
+	if err := c.validate(); err != nil {
+		return err
 	}
+	c.setDefaults()
+	return nil
+}
+
+// validate checks bounds so that every loop is bounded; it reports the
+// first problem, in a fixed order.
+func (c *Config) validate() error {
+	pubs := c.Scenario == "publish" || c.Scenario == "churn"
 	switch {
-	case !known:
+	case !slices.Contains(Names, c.Scenario):
 		return fmt.Errorf("scenario: unknown scenario %q", c.Scenario)
 	case c.Conns < 0 || c.Conns > 10_000_000:
 		return errors.New("scenario: -conns must be 0..10000000")
@@ -70,9 +80,9 @@ func (c *Config) Validate() error {
 		return errors.New("scenario: -duration must be > 0 and at most a week")
 	case c.Grace < 0 || c.Grace > time.Minute:
 		return errors.New("scenario: -grace must be 0..1m")
-	case (c.Scenario == "publish" || c.Scenario == "churn") && c.Topics <= 0:
+	case pubs && c.Topics <= 0:
 		return errors.New("scenario: -topics must be > 0")
-	case (c.Scenario == "publish" || c.Scenario == "churn") && c.Admin == "":
+	case pubs && c.Admin == "":
 		return errors.New("scenario: -admin is required for publish and churn")
 	case c.PubRate < 0 || c.PingRate < 0 || c.ChurnRate < 0:
 		return errors.New("scenario: rates must be >= 0")
@@ -85,9 +95,13 @@ func (c *Config) Validate() error {
 	case c.RetryBackoff < 0 || c.RetryBackoff > maxBackoff:
 		return fmt.Errorf("scenario: -retry-backoff must be 0..%s", maxBackoff)
 	}
-	if c.RetryBackoff == 0 {
-		c.RetryBackoff = time.Second
-	}
+	return nil
+}
+
+// setDefaults gives the fields whose 0 (or negative) means "default" their
+// values.
+func (c *Config) setDefaults() {
+	c.RetryBackoff = cmp.Or(c.RetryBackoff, time.Second)
 	if c.Stride <= 0 {
 		c.Stride = 1
 	}
@@ -100,5 +114,4 @@ func (c *Config) Validate() error {
 	if c.Pollers <= 0 {
 		c.Pollers = 1
 	}
-	return nil
 }
