@@ -200,6 +200,23 @@ func (c Config) validate() error {
 		checkInterval("-idle-timeout", c.Hub.IdleTimeout, true),
 		checkInterval("-handshake-timeout", c.Gateway.HandshakeTimeout, false),
 	}
+	errs = append(errs, c.validateSizes()...)
+	errs = append(errs, c.validateServer()...)
+	errs = append(errs, c.validateSecurity()...)
+	errs = append(errs, c.validateLimits()...)
+	errs = append(errs, c.validateCluster()...)
+	if c.Profile != "" && !slices.Contains(profileModes, c.Profile) {
+		errs = append(errs, fmt.Errorf("-profile must be one of %s", strings.Join(profileModes, "|")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return oneLine{err}
+	}
+	return nil
+}
+
+// validateSizes checks the byte and count caps.
+func (c Config) validateSizes() []error {
+	var errs []error
 	if c.Gateway.MaxConns < 0 {
 		errs = append(errs, errors.New("-max-conns must not be negative"))
 	}
@@ -220,6 +237,12 @@ func (c Config) validate() error {
 	if c.Bus.HistoryTTL <= 0 || c.Bus.MaxDataBytes < 1 || c.Bus.MaxHistoryBytes < 1 {
 		errs = append(errs, errors.New("-history-ttl, -max-publish-bytes and -max-history-bytes must be positive"))
 	}
+	return errs
+}
+
+// validateServer checks the process-wide settings.
+func (c Config) validateServer() []error {
+	var errs []error
 	if c.Gateway.MaxBadMessages < 1 {
 		errs = append(errs, errors.New("-max-bad-messages must be at least 1"))
 	}
@@ -232,15 +255,7 @@ func (c Config) validate() error {
 	if c.Hub.Shards < 0 || c.Gateway.Pollers < 0 {
 		errs = append(errs, errors.New("-shards and -pollers must not be negative"))
 	}
-	errs = append(errs, c.validateSecurity()...)
-	errs = append(errs, c.validateCluster()...)
-	if c.Profile != "" && !slices.Contains(profileModes, c.Profile) {
-		errs = append(errs, fmt.Errorf("-profile must be one of %s", strings.Join(profileModes, "|")))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return oneLine{err}
-	}
-	return nil
+	return errs
 }
 
 // oneLine is the joined validation errors as one "wspush: a; b" line; the
@@ -253,6 +268,7 @@ func (e oneLine) Error() string {
 
 func (e oneLine) Unwrap() error { return e.err }
 
+// validateSecurity checks the admin, JWT and TLS settings.
 func (c Config) validateSecurity() []error {
 	var errs []error
 	g := c.Gateway
@@ -271,6 +287,13 @@ func (c Config) validateSecurity() []error {
 	if (g.TLSCertFile == "") != (g.TLSKeyFile == "") {
 		errs = append(errs, errors.New("-tls-cert and -tls-key go together"))
 	}
+	return errs
+}
+
+// validateLimits checks the admission rates and caps.
+func (c Config) validateLimits() []error {
+	var errs []error
+	g := c.Gateway
 	if g.MaxConnsPerIP < 0 || g.AcceptRate < 0 || g.MaxMsgRate < 0 {
 		errs = append(errs, errors.New("-max-conns-per-ip, -accept-rate and -max-msg-rate must not be negative"))
 	}
