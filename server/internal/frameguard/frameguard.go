@@ -145,6 +145,11 @@ func headerSize(b1 byte) int {
 //     started in an earlier call), so p[:n] holds only whole, valid frames
 //     (or the end of one begun earlier). The stream is then broken: do not
 //     call Scan again.
+//
+// Scan is over gocyclo's 15 on purpose: it runs on every read, and its
+// fast paths (skipping a payload, a small final frame) stay inline in
+// this loop; split into methods it measured 25% slower per small frame
+// (BenchmarkScan/small-frames, 4.3 → 5.4 ns). frame holds the checks.
 func (g *Guard) Scan(p []byte) (n int, ev Event, err error) {
 	i, start := 0, 0 // start: where the current frame began in p
 	for i < len(p) {
@@ -227,44 +232,83 @@ func (g *Guard) frame(h []byte) (Event, error) {
 		return None, ErrFrameRate
 	}
 	g.credit--
-	b0, b1 := h[0], h[1]
-	op := b0 & 0x0F
-	var length uint64
-	switch l := b1 & 0x7F; l {
-	case 126:
-		length = uint64(binary.BigEndian.Uint16(h[2:4]))
-	case 127:
-		length = binary.BigEndian.Uint64(h[2:10])
-		if length>>63 != 0 {
-			return None, ErrBadLength
-		}
-	default:
-		length = uint64(l)
+	length, err := payloadLength(h)
+	if err != nil {
+		return None, err
 	}
 	g.remain = length
 	g.u.on = false
-	fin := b0&0x80 != 0
-	control := op&0x8 != 0
+	if err := g.checkBits(h[0], h[1]); err != nil {
+		return None, err
+	}
+	if err := g.checkSequence(h[0], length); err != nil {
+		return None, err
+	}
+	if h[0]&0x8 != 0 { // a control frame: nothing more to track
+		return None, nil
+	}
+	return g.data(h, length)
+}
+
+// payloadLength reads a frame's payload length from its header h.
+func payloadLength(h []byte) (uint64, error) {
+	switch l := h[1] & 0x7F; l {
+	case 126:
+		return uint64(binary.BigEndian.Uint16(h[2:4])), nil
+	case 127:
+		length := binary.BigEndian.Uint64(h[2:10])
+		if length>>63 != 0 {
+			return 0, ErrBadLength
+		}
+		return length, nil
+	default:
+		return uint64(l), nil
+	}
+}
+
+// checkBits refuses an unmasked frame, a reserved opcode and reserved bits
+// (RSV1 is allowed on a data frame when deflate was negotiated).
+func (g *Guard) checkBits(b0, b1 byte) error {
+	op := b0 & 0x0F
 	switch {
 	case b1&0x80 == 0:
-		return None, ErrUnmasked
+		return ErrUnmasked
 	case op > wire.OpBinary && op < wire.OpClose || op > wire.OpPong:
-		return None, ErrReservedOpcode
+		return ErrReservedOpcode
 	case b0&0x30 != 0:
-		return None, ErrReservedBits
+		return ErrReservedBits
 	case b0&0x40 != 0 && !(g.deflate && (op == wire.OpText || op == wire.OpBinary)):
-		return None, ErrReservedBits
-	case control && !fin:
-		return None, ErrControlFragmented
-	case control && length > 125:
-		return None, ErrControlTooBig
-	case control:
-		return None, nil
-	case op == wire.OpCont && !g.frag:
-		return None, ErrNoMessage
-	case op != wire.OpCont && g.frag:
-		return None, ErrInterleaved
+		return ErrReservedBits
 	}
+	return nil
+}
+
+// checkSequence refuses a fragmented or oversized control frame, a
+// continuation without a message and a new message inside another.
+func (g *Guard) checkSequence(b0 byte, length uint64) error {
+	op, fin := b0&0x0F, b0&0x80 != 0
+	control := op&0x8 != 0
+	switch {
+	case control && !fin:
+		return ErrControlFragmented
+	case control && length > 125:
+		return ErrControlTooBig
+	case control:
+		return nil
+	case op == wire.OpCont && !g.frag:
+		return ErrNoMessage
+	case op != wire.OpCont && g.frag:
+		return ErrInterleaved
+	}
+	return nil
+}
+
+// data tracks the message a data frame (header h, payload length) belongs
+// to: its size against the cap, UTF-8 checking of fragmented text, and the
+// end of an empty message.
+func (g *Guard) data(h []byte, length uint64) (Event, error) {
+	b0 := h[0]
+	op, fin := b0&0x0F, b0&0x80 != 0
 	size := length
 	if op == wire.OpCont {
 		size += g.msgLen
