@@ -91,41 +91,16 @@ type clientFields struct {
 // is not a valid v1 message gives a *ProtocolError. The returned ID aliases
 // b.
 func ParseClient(b []byte) (ClientMsg, error) {
-	var f clientFields
-	if len(bytes.TrimSpace(b)) == 0 || bytes.TrimSpace(b)[0] != '{' {
-		return ClientMsg{}, badRequest("a message must be a JSON object")
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return ClientMsg{}, badRequest("malformed JSON at byte %d", se.Offset)
-		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) && te.Field != "" {
-			return ClientMsg{}, badRequest("field %q has the wrong type", te.Field)
-		}
-		return ClientMsg{}, badRequest("malformed JSON")
+	f, err := decodeClient(b)
+	if err != nil {
+		return ClientMsg{}, err
 	}
 	if f.Type == nil {
 		return ClientMsg{}, badRequest("missing field \"type\"")
 	}
 	m := ClientMsg{Type: *f.Type}
-	if len(f.ID) > 0 && !bytes.Equal(f.ID, []byte("null")) {
-		if len(f.ID) > MaxIDBytes {
-			return ClientMsg{}, badRequest("field \"id\" is longer than %d bytes", MaxIDBytes)
-		}
-		switch c := f.ID[0]; {
-		case c == '"':
-			// Re-encode, so that the echo is escaped like every string the
-			// server writes (and safe to show in a page).
-			var id string
-			_ = json.Unmarshal(f.ID, &id)
-			m.ID = AppendString(nil, id)
-		case c == '-' || c >= '0' && c <= '9':
-			m.ID = f.ID
-		default:
-			return ClientMsg{}, badRequest("field \"id\" must be a string or a number")
-		}
+	if m.ID, err = parseID(f.ID); err != nil {
+		return ClientMsg{}, err
 	}
 	switch m.Type {
 	case TypePing:
@@ -146,24 +121,8 @@ func ParseClient(b []byte) (ClientMsg, error) {
 	m.Topic = *f.Topic
 	switch m.Type {
 	case TypeSub:
-		switch f.Mode {
-		case "", ModeStream:
-			m.Mode = ModeStream
-		case ModeLatest:
-			m.Mode = ModeLatest
-		default:
-			return m, badRequest("mode must be %q or %q", ModeStream, ModeLatest)
-		}
-		if f.Since != nil {
-			if f.Epoch == "" {
-				return m, badRequest("\"since\" needs the \"epoch\" it counts in")
-			}
-			m.Since, m.HasSince = *f.Since, true
-		}
-		if len(f.Epoch) > 64 {
-			return m, badRequest("field \"epoch\" is longer than 64 bytes")
-		}
-		m.Epoch = f.Epoch
+		err := parseSub(&f, &m)
+		return m, err
 	case TypePub:
 		if len(f.Data) == 0 {
 			return m, badRequest("missing field \"data\"")
@@ -171,6 +130,72 @@ func ParseClient(b []byte) (ClientMsg, error) {
 		m.Data = f.Data
 	}
 	return m, nil
+}
+
+// decodeClient decodes b, which must be a JSON object, into its fields.
+func decodeClient(b []byte) (clientFields, error) {
+	var f clientFields
+	if len(bytes.TrimSpace(b)) == 0 || bytes.TrimSpace(b)[0] != '{' {
+		return f, badRequest("a message must be a JSON object")
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return f, badRequest("malformed JSON at byte %d", se.Offset)
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return f, badRequest("field %q has the wrong type", te.Field)
+		}
+		return f, badRequest("malformed JSON")
+	}
+	return f, nil
+}
+
+// parseID checks a message's raw "id": absent or null gives nil, a number
+// is kept as it is, a string is re-encoded.
+func parseID(raw json.RawMessage) ([]byte, error) {
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil, nil
+	}
+	if len(raw) > MaxIDBytes {
+		return nil, badRequest("field \"id\" is longer than %d bytes", MaxIDBytes)
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		// Re-encode, so that the echo is escaped like every string the
+		// server writes (and safe to show in a page).
+		var id string
+		_ = json.Unmarshal(raw, &id)
+		return AppendString(nil, id), nil
+	case c == '-' || c >= '0' && c <= '9':
+		return raw, nil
+	default:
+		return nil, badRequest("field \"id\" must be a string or a number")
+	}
+}
+
+// parseSub reads a sub's mode, since and epoch from f into m.
+func parseSub(f *clientFields, m *ClientMsg) error {
+	switch f.Mode {
+	case "", ModeStream:
+		m.Mode = ModeStream
+	case ModeLatest:
+		m.Mode = ModeLatest
+	default:
+		return badRequest("mode must be %q or %q", ModeStream, ModeLatest)
+	}
+	if f.Since != nil {
+		if f.Epoch == "" {
+			return badRequest("\"since\" needs the \"epoch\" it counts in")
+		}
+		m.Since, m.HasSince = *f.Since, true
+	}
+	if len(f.Epoch) > 64 {
+		return badRequest("field \"epoch\" is longer than 64 bytes")
+	}
+	m.Epoch = f.Epoch
+	return nil
 }
 
 // MaxTopicBytes bounds a topic name.
