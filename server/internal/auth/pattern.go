@@ -37,18 +37,26 @@ func Compile(s string) (Pattern, error) {
 			body = s[:len(s)-len(tail)] // keeps the separator
 		}
 	}
+	if err := checkBody(s, body); err != nil {
+		return Pattern{}, err
+	}
+	p.prefix = body
+	return p, nil
+}
+
+// checkBody checks the characters of pattern s before any final > or **.
+func checkBody(s, body string) error {
 	for i := 0; i < len(body); i++ {
 		c := body[i]
 		valid := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._-:/@*", c) >= 0
 		if !valid {
-			return Pattern{}, fmt.Errorf("%w: %q: character %q at byte %d (> and ** only as a final segment)", ErrBadPattern, s, c, i)
+			return fmt.Errorf("%w: %q: character %q at byte %d (> and ** only as a final segment)", ErrBadPattern, s, c, i)
 		}
 		if c == '*' && i+1 < len(body) && body[i+1] == '*' {
-			return Pattern{}, fmt.Errorf("%w: %q: ** only as a final segment", ErrBadPattern, s)
+			return fmt.Errorf("%w: %q: ** only as a final segment", ErrBadPattern, s)
 		}
 	}
-	p.prefix = body
-	return p, nil
+	return nil
 }
 
 // String returns the pattern as written.

@@ -174,35 +174,11 @@ type Gateway struct {
 // New returns a gateway for h and b; maxUnsent is the hub's per-client cap
 // on unsent bytes.
 func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gateway, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
-	}
-	if cfg.MaxMessageBytes <= 0 {
-		cfg.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if cfg.MaxBadMessages <= 0 {
-		cfg.MaxBadMessages = DefaultMaxBadMessages
-	}
-	if cfg.Welcome == "" {
-		cfg.Welcome = DefaultWelcome
-	}
-	if cfg.MaxSubs <= 0 {
-		cfg.MaxSubs = DefaultMaxSubs
-	}
-	if cfg.MaxConns < 0 {
-		return nil, fmt.Errorf("gateway: max conns %d is negative", cfg.MaxConns)
-	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxConns()
-	}
-	if cfg.MaxHeaderBytes <= 0 {
-		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	cfg, err := cfg.withDefaults() // defaults.go
+	if err != nil {
+		return nil, err
 	}
 	g := &Gateway{cfg: cfg, hub: h, bus: b, m: m}
-	var err error
 	if g.acc, err = newAccess(&cfg); err != nil {
 		return nil, err
 	}
