@@ -44,8 +44,9 @@ var profileModes = []string{"cpu", "mem", "alloc", "block", "mutex", "trace", "g
 // "0 = …" anything else, the 0 reaches the Config as its default.
 
 // minInterval is the shortest push, ping or idle period and handshake
-// timeout a flag may set; every 10 ms rule is checkInterval.
-const minInterval = 10 * time.Millisecond
+// timeout a flag may set (the hub's own floor, which hub.New enforces for
+// any caller); the flags' 10 ms rule is checkInterval.
+const minInterval = hub.MinInterval
 
 // parseConfig reads flags from args, then fills any flag not given there
 // from the environment as WSPUSH_<FLAG> (dashes as underscores). Flags are

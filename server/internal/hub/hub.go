@@ -72,8 +72,14 @@ type Config struct {
 	MaxQueue int
 }
 
-// Disabled, as a duration in Config, turns that feature off.
+// Disabled, as a duration in Config, turns that feature off: wspush's one
+// scheme for every Config is that 0 means the default and a negative value
+// means off, and withDefaults turns any negative duration into Disabled.
 const Disabled = time.Duration(-1)
+
+// MinInterval is the shortest push interval, ping interval or idle timeout
+// (and, for the server's flags, handshake timeout): the wheel's resolution.
+const MinInterval = 10 * time.Millisecond
 
 // Defaults.
 const (
@@ -95,6 +101,11 @@ func (c Config) withDefaults() Config {
 	def(&c.PushInterval, DefaultPushInterval)
 	def(&c.PingInterval, DefaultPingInterval)
 	def(&c.IdleTimeout, DefaultIdleTimeout)
+	for _, d := range []*time.Duration{&c.PushInterval, &c.PingInterval, &c.IdleTimeout} {
+		if *d < 0 {
+			*d = Disabled
+		}
+	}
 	def(&c.Resolution, DefaultResolution)
 	def(&c.CloseGrace, DefaultCloseGrace)
 	if c.MaxUnsent <= 0 {
@@ -159,9 +170,12 @@ func New(cfg Config, m *metrics.Metrics) (*Hub, error) {
 // visits as keepalive needs to be checked often enough.
 func (h *Hub) schedule() error {
 	c := h.cfg
-	for name, d := range map[string]time.Duration{"push interval": c.PushInterval, "ping interval": c.PingInterval, "idle timeout": c.IdleTimeout} {
-		if d != Disabled && d < 10*time.Millisecond {
-			return fmt.Errorf("hub: %s %v is below 10ms", name, d)
+	for _, iv := range []struct {
+		name string
+		d    time.Duration
+	}{{"push interval", c.PushInterval}, {"ping interval", c.PingInterval}, {"idle timeout", c.IdleTimeout}} {
+		if iv.d != Disabled && iv.d < MinInterval {
+			return fmt.Errorf("hub: %s %v is below %v", iv.name, iv.d, MinInterval)
 		}
 	}
 	if c.Resolution < time.Millisecond {
