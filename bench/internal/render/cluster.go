@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 	"strings"
@@ -23,7 +24,7 @@ func writeCluster(b *strings.Builder, f *scenario.File) {
 	fmt.Fprintf(b, "A nats-server %s with JetStream and %d wspush nodes joined by it (ports %d–%d, `-nats`, `-max-conns %d`, `-history-ttl 1h`, no ticks, pings or idle timeout); "+
 		"wsload `publish -topics 1 -procs auto -sources %s`: %d subscribers of one topic over all nodes, ramp %d/s; "+
 		"then %d publishes through node 0's `POST /v1/publish`, one every %s from %s after wsload's start. Everything on this one machine.\n\n",
-		orDash(r.NATSVersion), c.Procs, c.Port, c.Port+c.Procs-1, c.MaxConns, c.Sources, c.Conns, c.Rate, c.Publishes, c.PubEvery, c.PubAfter)
+		cmp.Or(r.NATSVersion, "–"), c.Procs, c.Port, c.Port+c.Procs-1, c.MaxConns, c.Sources, c.Conns, c.Rate, c.Publishes, c.PubEvery, c.PubAfter)
 	b.WriteString("End-to-end latency = wsload's read − the message's `ts` (when the node accepted the publish). " +
 		"One publish is in flight at a time, so a publish's max is the time it took to reach every client.\n\n")
 	want := int64(c.Conns) * int64(c.Publishes)
@@ -90,11 +91,4 @@ func classes(m map[string]int64) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "–"
-	}
-	return s
 }
