@@ -367,7 +367,7 @@ func (ec *edgeConn) expire() {
 	ec.phase = phaseRefused
 	ec.mu.Unlock()
 	ec.e.forget(ec.c)
-	_ = ec.c.Close()
+	shutdownSocket(ec.c) // its poller closes it (pollerclose.go)
 }
 
 // edgeUpgraded tells the edge that c (the upgrade handler's connection)

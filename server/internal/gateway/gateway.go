@@ -20,6 +20,12 @@
 //   - Before its upgrade a connection is the edge's (edge.go): every read
 //     passes through it first, under the connection's own mutex; open
 //     sockets are counted by the listener (limits.go).
+//   - Only a socket's poller closes it: other goroutines (executor, hub
+//     shards, the edge's sweep) shut it down for the poller to close, so
+//     that a descriptor number is never freed, and reused by a new
+//     connection, while the poller may hold events for it (pollerclose.go).
+//     nbio itself still closes from the writing goroutine when a write
+//     fails, and, for TLS, after a close frame.
 package gateway
 
 import (
@@ -410,7 +416,7 @@ func (g *Gateway) onOpen(c *websocket.Conn) {
 		conn = hc.Conn
 	}
 	g.edgeUpgraded(conn)
-	cl := g.hub.NewClient(conn)
+	cl := g.hub.NewClient(pollerClosed(c, conn)) // only the poller closes the socket (pollerclose.go)
 	c.SetSession(&session{cl: cl})
 	interval := g.hub.PushInterval().Milliseconds()
 	g.reply(cl, func(b []byte) []byte { return wire.AppendWelcome(b, cl.ID(), interval, g.cfg.Welcome) })

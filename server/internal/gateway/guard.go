@@ -174,20 +174,17 @@ func failConn(ws *websocket.Conn, v *frameguard.Violation) (halfClosed bool) {
 // written. Closing a socket that still holds unread input makes the kernel
 // send RST and drop what it has not sent yet, which may be that close
 // frame (seen with a client flooding frames). So the write side is shut
-// first (FIN after the close frame) and the socket closed at once only when
-// no input is left unread; otherwise the client sees the close frame and
-// EOF, and the socket closes when the client closes its side or, with
-// registered (a client in the hub, whose close grace then applies), when
-// the grace ends, or when the connGuard sees more input after the close
-// frame and FIN have left (allSent). A close frame still queued in nbio (a
-// client that stopped reading) is lost; RFC 6455 asks for it only as a
-// SHOULD. It reports whether the socket was left half-closed.
+// first (FIN after the close frame) and the socket closed at once (by its
+// poller: pollerclose.go) only when no input is left unread; otherwise the
+// client sees the close frame and EOF, and the socket closes when the
+// client closes its side or, with registered (a client in the hub, whose
+// close grace then applies), when the grace ends, or when the connGuard
+// sees more input after the close frame and FIN have left (allSent). A
+// close frame still queued in nbio (a client that stopped reading) is
+// lost; RFC 6455 asks for it only as a SHOULD. It reports whether the
+// socket was left half-closed.
 func closeAfterFailing(ws *websocket.Conn, registered bool) bool {
-	nc := ws.Conn
-	if hc, ok := nc.(*nbhttp.Conn); ok {
-		nc = hc.Conn
-	}
-	if c, ok := nc.(*nbio.Conn); ok && registered {
+	if c := nbioConn(ws.Conn); c != nil && registered {
 		unread := 0
 		withFD(c, func(fd int) {
 			if unix.Shutdown(fd, unix.SHUT_WR) == nil {
@@ -212,23 +209,6 @@ func allSent(c *nbio.Conn) bool {
 		}
 	})
 	return unsent == 0
-}
-
-// withFD runs f on c's socket unless c is closed. It holds c's lock, under
-// which nbio marks a connection closed before it closes the descriptor
-// (nbio's own writes rely on the same), so that the descriptor cannot be
-// closed and reused by another connection meanwhile.
-func withFD(c *nbio.Conn, f func(fd int)) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return
-	}
-	c.Lock()
-	defer c.Unlock()
-	if closed, _ := c.IsClosed(); closed {
-		return
-	}
-	_ = rc.Control(func(fd uintptr) { f(int(fd)) })
 }
 
 // checkText wraps the message handler: a text message must be UTF-8

@@ -14,7 +14,8 @@ import (
 
 // Conn is the socket under a client: one Write call sends one whole frame
 // without blocking (buffering what the kernel does not take), and Close
-// closes the socket.
+// ends it. The gateway's Close does not close the socket itself: it shuts
+// it down, for nbio's poller to close (gateway/pollerclose.go).
 type Conn interface {
 	Write(b []byte) (int, error)
 	Close() error
