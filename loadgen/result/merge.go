@@ -31,6 +31,7 @@ func Merge(parts []*Result) (*Result, error) {
 	)
 	series := map[int]*Second{}
 	seriesHist := map[int]*Hist{}
+	machineBusy := false
 	for i, p := range parts {
 		if p.Scenario != out.Scenario {
 			return nil, fmt.Errorf("result: cannot merge %q with %q", out.Scenario, p.Scenario)
@@ -112,8 +113,12 @@ func Merge(parts []*Result) (*Result, error) {
 		s.SchedDelayP99MS = max(s.SchedDelayP99MS, p.Self.SchedDelayP99MS)
 		s.RampBehindMaxMS = max(s.RampBehindMaxMS, p.Self.RampBehindMaxMS)
 		s.MachineCPUPeak = max(s.MachineCPUPeak, p.Self.MachineCPUPeak)
+		s.CoresAvailable += p.Self.CoresAvailable
 		if p.Bottleneck.WsloadBound {
 			out.Bottleneck.WsloadBound = true
+		}
+		if p.Bottleneck.Cause == CauseMachineBusy {
+			machineBusy = true
 		}
 		for _, r := range p.Bottleneck.Reasons {
 			out.Bottleneck.Reasons = append(out.Bottleneck.Reasons, fmt.Sprintf("worker %d: %s", i, r))
@@ -139,7 +144,15 @@ func Merge(parts []*Result) (*Result, error) {
 		out.Series = append(out.Series, *s)
 	}
 	out.Self.Finish(out.ConnsPeak, out.Messages)
-	out.Bottleneck.Summary = summary(out.Bottleneck.WsloadBound)
+	switch {
+	case out.Bottleneck.WsloadBound:
+		out.Bottleneck.Cause = CauseSaturated
+	case machineBusy:
+		out.Bottleneck.Cause = CauseMachineBusy
+	default:
+		out.Bottleneck.Cause = CauseNone
+	}
+	out.Bottleneck.Summary = SummaryOf(out.Bottleneck.Cause)
 	out.Params.Procs = len(parts)
 	return &out, nil
 }
@@ -155,15 +168,25 @@ func (s *Self) Finish(conns, msgs int64) {
 	}
 }
 
-func summary(bound bool) string {
+// Summary is the sentence for a Bottleneck verdict that knows only
+// whether wsload was bound (CauseSaturated or CauseNone).
+func Summary(bound bool) string {
 	if bound {
+		return SummaryOf(CauseSaturated)
+	}
+	return SummaryOf(CauseNone)
+}
+
+// SummaryOf is the sentence for a Bottleneck.Cause.
+func SummaryOf(cause string) string {
+	switch cause {
+	case CauseSaturated:
 		return "wsload was the bottleneck: its latency and throughput figures understate the server"
+	case CauseMachineBusy:
+		return "the machine was busy, not wsload: wsload kept up with its own work, but its threads waited for CPUs other processes held, so latency includes that wait"
 	}
 	return "wsload kept up: latency and throughput reflect the server (and the shared machine)"
 }
-
-// Summary is the sentence for a Bottleneck verdict.
-func Summary(bound bool) string { return summary(bound) }
 
 // carryForward adds, for every second after a part's first point that the
 // part has no point for, that part's last connection count and CPU.

@@ -108,3 +108,38 @@ func TestMergeCarriesLevelsOverSkippedSeconds(t *testing.T) {
 		}
 	}
 }
+
+// TestMergeCause: a run is saturated if any worker was, else machine-busy
+// if any worker's timer waited for the machine; cores available add up.
+func TestMergeCause(t *testing.T) {
+	mk := func(c string) *Result {
+		p := part([]int64{10}, nil)
+		p.Self.CoresAvailable = 0.5
+		p.Bottleneck = Bottleneck{WsloadBound: c == CauseSaturated, Cause: c, Summary: SummaryOf(c)}
+		return p
+	}
+	for _, c := range []struct {
+		parts []string
+		want  string
+	}{
+		{[]string{CauseNone, CauseNone}, CauseNone},
+		{[]string{CauseNone, CauseMachineBusy}, CauseMachineBusy},
+		{[]string{CauseMachineBusy, CauseSaturated}, CauseSaturated},
+		{[]string{"", ""}, CauseNone}, // files from before Cause
+	} {
+		var ps []*Result
+		for _, x := range c.parts {
+			ps = append(ps, mk(x))
+		}
+		m, err := Merge(ps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Bottleneck.Cause != c.want || m.Bottleneck.WsloadBound != (c.want == CauseSaturated) || m.Bottleneck.Summary != SummaryOf(c.want) {
+			t.Errorf("%v: %+v, want %q", c.parts, m.Bottleneck, c.want)
+		}
+		if m.Self.CoresAvailable != 0.5*float64(len(ps)) {
+			t.Errorf("cores available %v", m.Self.CoresAvailable)
+		}
+	}
+}

@@ -134,14 +134,35 @@ type Self struct {
 	SchedDelayP99MS float64 `json:"sched_delay_p99_ms"` // lateness of a 10 ms timer
 	RampBehindMaxMS float64 `json:"ramp_behind_max_ms"` // worst lateness of the connect schedule
 	MachineCPUPeak  float64 `json:"machine_cpu_peak"`   // whole machine, fraction of all cores
+	// CoresAvailable is the CPU wsload could use (GOMAXPROCS or the CPUs
+	// it may run on, whichever is smaller, shared by its worker processes),
+	// the yardstick of the verdict; absent in older files.
+	CoresAvailable float64 `json:"cores_available,omitempty"`
 }
 
-// Bottleneck is wsload's judgement of itself.
+// Bottleneck is wsload's judgement of itself. WsloadBound is true when
+// wsload limited the run (Cause CauseSaturated); Cause says which of
+// "wsload is saturated", "the machine is busy" and "neither" held. Cause
+// was added under wsload/v1: files written before it lack the field ("").
 type Bottleneck struct {
 	WsloadBound bool     `json:"wsload_bound"`
+	Cause       string   `json:"cause,omitempty"`
 	Reasons     []string `json:"reasons"`
 	Summary     string   `json:"summary"`
 }
+
+// Values of Bottleneck.Cause.
+const (
+	// CauseSaturated: wsload used (nearly) all the CPU available to it or
+	// its queues backed up; its latency and throughput understate the server.
+	CauseSaturated = "wsload_saturated"
+	// CauseMachineBusy: wsload kept up with its own work but its timer ran
+	// late while it used little CPU: other processes held the cores, and the
+	// measured latency includes waiting for them.
+	CauseMachineBusy = "machine_busy"
+	// CauseNone: neither.
+	CauseNone = "none"
+)
 
 // Load reads a result.json.
 func Load(path string) (*Result, error) {

@@ -112,8 +112,8 @@ func rows(r *result.Result) []row {
 	}
 	out = append(out,
 		row{"disconnects", counts(r.Disconnects)},
-		row{"wsload cpu", fmt.Sprintf("%.1f s, avg %.2f cores, peak %.2f, busiest poller %.0f%%, %.2f µs/msg",
-			r.Self.CPUSeconds, r.Self.CPUAvgCores, r.Self.CPUPeakCores, r.Self.PollerBusyPeak*100, r.Self.CPUPerMsgUS)},
+		row{"wsload cpu", fmt.Sprintf("%.1f s, avg %.2f cores, peak %.2f%s, busiest poller %.0f%%, %.2f µs/msg",
+			r.Self.CPUSeconds, r.Self.CPUAvgCores, r.Self.CPUPeakCores, ofCores(r.Self.CoresAvailable), r.Self.PollerBusyPeak*100, r.Self.CPUPerMsgUS)},
 		row{"wsload memory", fmt.Sprintf("RSS %.1f MB (%.0f B/conn), Go heap %.1f MB (%.0f B/conn)",
 			float64(r.Self.RSSPeakBytes)/1e6, r.Self.RSSPerConn, float64(r.Self.HeapBytes)/1e6, r.Self.HeapPerConn)},
 		row{"wsload timing", fmt.Sprintf("timer lateness p99 max %.1f ms, ramp behind max %.1f ms, machine CPU peak %.0f%%",
@@ -124,6 +124,14 @@ func rows(r *result.Result) []row {
 		out = append(out, row{"", "- " + reason})
 	}
 	return out
+}
+
+// ofCores is " of N available" when the file records it (newer files).
+func ofCores(c float64) string {
+	if c <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" of %.2f available", c)
 }
 
 func counts(m map[string]int64) string {

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +52,67 @@ func TestRender(t *testing.T) {
 	}
 	if err := Main([]string{"-format", "nope", in}, &out, &errb); err == nil {
 		t.Fatal("unknown format accepted")
+	}
+}
+
+// TestPNGLayout renders a chart whose spectrum reaches 99.9999 % and whose
+// header lines are long, and checks that nothing is drawn on the image's
+// left and right borders: the last percentile label and the run parameters
+// are inside the canvas, not clipped at its edge.
+func TestPNGLayout(t *testing.T) {
+	h := result.NewHist()
+	for i := int64(1); i <= 2_000_000; i++ {
+		h.Record(1000 + i%5000)
+	}
+	h.Record(900_000)
+	r := sample()
+	r.LagHist, r.LagMS = h.Encode(), h.Percentiles()
+	r.Scenario, r.ConnsTarget, r.DurationS = "churn", 1_000_000, 421.7
+	r.Params = result.Params{URL: "ws://127.0.0.1:9000-9059/ws", Rate: 4000, DurationS: 420, Topics: 10, PubRate: 0.05, ChurnRate: 200, Procs: 52, Sources: 59}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "2026-11-25T2204-cluster-broadcast-with-a-long-name.json")
+	if err := result.Save(in, r); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "r.png")
+	if err := PNG(path, []*result.Result{r, r}, []string{in, in}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bounds()
+	const border = 3 // px
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for _, x := range []int{b.Min.X, b.Min.X + border - 1, b.Max.X - border, b.Max.X - 1} {
+			if r, g, bl, _ := img.At(x, y).RGBA(); r < 0xf000 || g < 0xf000 || bl < 0xf000 {
+				t.Fatalf("ink at the image's edge, (%d,%d) of %v: something is clipped", x, y, b)
+			}
+		}
+	}
+}
+
+// TestHeader: the chart's title names the scenario and each result's
+// line carries the run parameters.
+func TestHeader(t *testing.T) {
+	r := sample()
+	r.Scenario, r.ConnsTarget, r.DurationS = "publish", 19000, 31.2
+	r.Params = result.Params{URL: "ws://127.0.0.1:8080/ws", Rate: 3000, DurationS: 30, Topics: 10, PubRate: 50, Procs: 1}
+	title, lines := Header([]*result.Result{r, sample()}, []string{"/x/pub.json", "ticks.json"})
+	if title != "wsload publish, ticks: lag and throughput" {
+		t.Errorf("title %q", title)
+	}
+	if len(lines) != 2 || lines[0][0] != "pub.json" || lines[1][0] != "ticks.json" {
+		t.Fatalf("lines %q", lines)
+	}
+	want := "publish, 19000 conns at 3000/s, duration 30 s (ran 31.2 s), target ws://127.0.0.1:8080/ws, topics 10, pub-rate 50/s, procs 1, sources 0"
+	if lines[0][1] != want {
+		t.Errorf("params\n %q\nwant\n %q", lines[0][1], want)
 	}
 }

@@ -2,22 +2,12 @@ package scenario
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
 	"wspush/loadgen/internal/selfmon"
 	"wspush/loadgen/result"
-)
-
-// Thresholds of the self-check (docs/loadgen.md, "Is wsload the
-// bottleneck?"). A condition must hold in at least two one-second samples.
-const (
-	busyLimit     = 0.90 // poller thread busy, fraction of a core
-	cpuPerPoller  = 0.90 // process CPU per poller, in cores
-	schedLimitMS  = 20.0 // p99 lateness of a 10 ms timer
-	rampLimit     = time.Second
-	machineLimit  = 0.95
-	minBadSamples = 2
 )
 
 func (r *Run) result(start time.Time, elapsed time.Duration, final int64) *result.Result {
@@ -90,11 +80,10 @@ func (r *Run) result(start time.Time, elapsed time.Duration, final int64) *resul
 	return res
 }
 
-// self summarises the samples and judges whether wsload limited the run.
+// self summarises the samples and judges whether wsload limited the run
+// (selfmon.Judge).
 func (r *Run) self(res *result.Result) (result.Self, result.Bottleneck) {
 	var s result.Self
-	var b result.Bottleneck
-	busy, cpu, sched, machine := 0, 0, 0, 0
 	var heapAtPeak int64
 	var peakConns int64
 	for i, smp := range r.samples {
@@ -106,18 +95,6 @@ func (r *Run) self(res *result.Result) (result.Self, result.Bottleneck) {
 		if i < len(r.series) && r.series[i].Conns >= peakConns {
 			peakConns, heapAtPeak = r.series[i].Conns, smp.Heap
 		}
-		if smp.PollerBusy > busyLimit {
-			busy++
-		}
-		if smp.CPUCores > cpuPerPoller*float64(r.cfg.Pollers) {
-			cpu++
-		}
-		if smp.SchedP99MS > schedLimitMS {
-			sched++
-		}
-		if smp.MachineBusy > machineLimit {
-			machine++
-		}
 	}
 	if n := len(r.samples); n > 0 {
 		s.CPUSeconds = r.samples[n-1].CPUTotal
@@ -127,25 +104,9 @@ func (r *Run) self(res *result.Result) (result.Self, result.Bottleneck) {
 	}
 	s.HeapBytes = heapAtPeak
 	s.RampBehindMaxMS = float64(r.rampBehind.Load()) / 1e6
+	s.CoresAvailable = selfmon.AvailableCores(runtime.GOMAXPROCS(0), runtime.NumCPU(), r.cfg.Procs)
 	s.Finish(res.ConnsPeak, res.Messages)
-	if busy >= minBadSamples {
-		b.Reasons = append(b.Reasons, fmt.Sprintf("a poller thread was over %.0f%% busy in %d s", busyLimit*100, busy))
-	}
-	if cpu >= minBadSamples {
-		b.Reasons = append(b.Reasons, fmt.Sprintf("wsload used over %.0f%% of a core per poller in %d s", cpuPerPoller*100, cpu))
-	}
-	if sched >= minBadSamples {
-		b.Reasons = append(b.Reasons, fmt.Sprintf("wsload's own 10 ms timer ran over %.0f ms late (p99) in %d s", schedLimitMS, sched))
-	}
-	if time.Duration(r.rampBehind.Load()) > rampLimit {
-		b.Reasons = append(b.Reasons, fmt.Sprintf("the connect ramp fell %.1f s behind schedule (dialers too slow or too few)", s.RampBehindMaxMS/1000))
-	}
-	b.WsloadBound = len(b.Reasons) > 0
-	if machine >= minBadSamples {
-		b.Reasons = append(b.Reasons, fmt.Sprintf("note: the whole machine was over %.0f%% busy in %d s — server and wsload share the cores", machineLimit*100, machine))
-	}
-	b.Summary = result.Summary(b.WsloadBound)
-	return s, b
+	return s, selfmon.Judge(r.samples, s.CoresAvailable, time.Duration(r.rampBehind.Load()))
 }
 
 // LiveLine is the once-a-second status line.

@@ -3,12 +3,14 @@
 // the CPU of each poller thread (/proc/self/task/TID/stat; pollers are
 // locked to their threads), RSS (/proc/self/statm), Go heap
 // (runtime/metrics), machine CPU (/proc/stat) and the lateness of a 10 ms
-// timer (scheduler delay).
+// timer (scheduler delay) — and judges from those samples whether wsload
+// was saturated or the machine busy (Judge, verdict.go).
 //
-// Concurrency: Monitor.Start launches one probe goroutine that exits when
-// the context given to Start is done. SetPollerThread may be called from any
-// goroutine (atomics). Sample is called by one goroutine (the run's
-// once-a-second reporter) and guards the probe histogram with mu.
+// Concurrency: Judge and AvailableCores are pure functions. Monitor.Start
+// launches one probe goroutine that exits when the context given to Start
+// is done. SetPollerThread may be called from any goroutine (atomics).
+// Sample is called by one goroutine (the run's once-a-second reporter) and
+// guards the probe histogram with mu.
 package selfmon
 
 import (
