@@ -1,4 +1,4 @@
-# wspush — `make run` builds and starts the server; `make test` is what CI checks.
+# wspush — `make run` builds and starts the server (flags in ARGS='…'); `make test` is what CI checks.
 GO            ?= go
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME      ?= 10s
@@ -14,8 +14,9 @@ build:
 	@if [ -d loadgen ]; then $(GO) build -o $(BIN)/wsload ./loadgen; fi
 	@if [ -d bench ] && ls bench/*.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/wsbench ./bench; fi
 
+# make run ARGS='-push-interval 1s': ARGS are wspush's flags.
 run: build
-	./$(BIN)/wspush
+	./$(BIN)/wspush $(ARGS)
 
 test: fmt-check tidy-check vet staticcheck unit fuzz
 

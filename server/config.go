@@ -50,7 +50,8 @@ const minInterval = hub.MinInterval
 
 // parseConfig reads flags from args, then fills any flag not given there
 // from the environment as WSPUSH_<FLAG> (dashes as underscores). Flags are
-// bound straight into the Config they set.
+// bound straight into the Config they set. -h and -version write to out and
+// return flag.ErrHelp or errVersion.
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	c := Config{DrainRate: 10_000, ShutdownTimeout: 30 * time.Second, GCPercent: 25}
 	g, h, b := &c.Gateway, &c.Hub, &c.Bus
@@ -113,6 +114,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.StringVar(&g.TLSCertFile, "tls-cert", "", "PEM certificate (chain) for wss:// on -addr; needs -tls-key")
 	fs.StringVar(&g.TLSKeyFile, "tls-key", "", "PEM private key for -tls-cert")
 	clusterFlags(fs, &c.NATS)
+	version := fs.Bool("version", false, "print the version (the build's module version or VCS revision, else devel) and exit; command line only")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(out)
@@ -121,6 +123,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 			return c, err
 		}
 		return c, fmt.Errorf("wspush: %w", err)
+	}
+	if *version {
+		fmt.Fprintln(out, "wspush", buildVersion())
+		return c, errVersion
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("wspush: unexpected argument %q", fs.Arg(0))
@@ -142,13 +148,14 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 }
 
 // setFromEnv sets every flag not given on the command line from
-// WSPUSH_<FLAG>, in the flag set's (sorted) order.
+// WSPUSH_<FLAG>, in the flag set's (sorted) order; -version is command
+// line only (from the environment it would make a service exit at start).
 func setFromEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || envErr != nil {
+		if set[f.Name] || envErr != nil || f.Name == "version" {
 			return
 		}
 		key := "WSPUSH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))

@@ -32,8 +32,10 @@ import (
 )
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	// -h and -version print to stdout and exit 0; a bad flag is one line
+	// on stderr and exit 2.
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stdout)
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errVersion) {
 		os.Exit(0)
 	}
 	if err != nil {
