@@ -21,6 +21,7 @@ import (
 
 	"github.com/pkg/profile"
 
+	"wspush/client"
 	"wspush/server/internal/admin"
 	"wspush/server/internal/bus"
 	"wspush/server/internal/demo"
@@ -146,6 +147,7 @@ func start(cfg Config) (*node, error) {
 	n.hub = h
 	gcfg := cfg.Gateway
 	gcfg.Page = demo.Handler()
+	gcfg.Script = client.Handler()
 	maxUnsent := cfg.Hub.MaxUnsent
 	if maxUnsent <= 0 {
 		maxUnsent = hub.DefaultMaxUnsent

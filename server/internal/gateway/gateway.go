@@ -90,6 +90,9 @@ type Config struct {
 	Pollers int
 	// Page, when set, is served at "/" (the demo page).
 	Page http.Handler
+	// Script, when set, is served at GET /wspush.js (the JavaScript
+	// client, package client).
+	Script http.Handler
 	// MaxSubs caps a client's subscriptions (default 64).
 	MaxSubs int
 	// ClientPublish lets clients publish with pub frames (off by default:
@@ -203,6 +206,9 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 	mux.HandleFunc("/ws", g.guardHandshake(g.upgrade)) // guard.go
 	if cfg.Page != nil {
 		mux.Handle("/{$}", cfg.Page)
+	}
+	if cfg.Script != nil {
+		mux.Handle("GET /wspush.js", cfg.Script)
 	}
 	pollers := cfg.Pollers
 	if pollers <= 0 {
