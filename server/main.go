@@ -166,7 +166,7 @@ func start(cfg Config) (*node, error) {
 	}
 	var api busAPI = n.bus
 	if cfg.NATS.URLs != "" {
-		if n.cluster, err = natsbus.New(cfg.NATS, n.bus, h.Local(), n.m.Set()); err != nil {
+		if n.cluster, err = natsbus.New(cfg.NATS, n.bus, h.Local(), n.m.Registry()); err != nil {
 			return fail(err)
 		}
 		n.group.add("cluster", n.cluster.Run)

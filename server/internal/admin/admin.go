@@ -50,10 +50,7 @@ type Server struct {
 func New(m *metrics.Metrics, conns func() int64, healthy func() error) *Server {
 	s := &Server{mux: http.NewServeMux(), m: m, conns: conns, healthy: healthy}
 	s.mux.HandleFunc("GET /healthz", s.health)
-	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		m.WritePrometheus(w)
-	})
+	s.mux.Handle("GET /metrics", m.Handler())
 	s.mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, m.Snapshot(conns()))
 	})

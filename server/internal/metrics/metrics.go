@@ -1,19 +1,19 @@
 // Package metrics holds a wspush server's counters, gauges and histograms,
-// and renders them as Prometheus text and as the JSON of /v1/stats.
+// and serves them to Prometheus (through github.com/prometheus/client_golang,
+// every family with HELP and TYPE) and as the JSON of /v1/stats.
 //
-// Every metric is safe for concurrent use (atomic counters from
-// github.com/VictoriaMetrics/metrics). Each Metrics has its own registry, so
-// several servers can live in one process (as they do in tests). Hot paths
-// should batch: count locally per slot or per message and Add once.
+// Concurrency: every metric is safe for concurrent use and takes no lock on
+// the hot path: a Counter is one atomic integer, the tick-lag Histogram is
+// client_golang's lock-free one; gauges are functions read at scrape time.
+// Each Metrics has its own registry, so several servers can live in one
+// process (as they do in tests). Hot paths should batch: count locally per
+// slot or per message and Add once.
 package metrics
 
 import (
-	"fmt"
-	"io"
+	"net/http"
 	"runtime"
 	"time"
-
-	vm "github.com/VictoriaMetrics/metrics"
 )
 
 // Reasons a connection was closed, the label values of
@@ -56,23 +56,23 @@ var upgradeReasons = []string{UpgradeMaxConns, UpgradeBadHandshake, UpgradeShutt
 
 // Metrics is one server's metric set.
 type Metrics struct {
-	set   *vm.Set
+	reg   *Registry
 	start time.Time
 
-	Accepted  *vm.Counter
-	closed    map[string]*vm.Counter
-	upgrade   map[string]*vm.Counter
-	FramesIn  *vm.Counter
-	BytesIn   *vm.Counter
-	FramesOut *vm.Counter
-	BytesOut  *vm.Counter
-	Pushes    *vm.Counter
-	Delivered *vm.Counter // topic messages and broadcasts written to clients
-	BadInput  *vm.Counter // error frames sent for bad client messages
+	Accepted  *Counter
+	closed    map[string]*Counter // read-only after New
+	upgrade   map[string]*Counter // read-only after New
+	FramesIn  *Counter
+	BytesIn   *Counter
+	FramesOut *Counter
+	BytesOut  *Counter
+	Pushes    *Counter
+	Delivered *Counter // topic messages and broadcasts written to clients
+	BadInput  *Counter // error frames sent for bad client messages
 	// TickLag is how late each wheel slot finished against its due time.
-	TickLag *vm.PrometheusHistogram
+	TickLag *Histogram
 	// SlotsBehind counts wheel slots visited late (more than one per wake-up).
-	SlotsBehind *vm.Counter
+	SlotsBehind *Counter
 
 	users func() int64 // distinct authenticated users; nil without auth
 
@@ -83,7 +83,8 @@ type Metrics struct {
 // the gauge wspush_users and "users" in /v1/stats. Call it before serving.
 func (m *Metrics) SetUsers(f func() int64) {
 	m.users = f
-	m.set.NewGauge("wspush_users", func() float64 { return float64(f()) })
+	m.reg.NewGauge("wspush_users", "Distinct authenticated users (JWT sub) with at least one connection.",
+		func() float64 { return float64(f()) })
 }
 
 // SetHistory reports the bytes held by topic history through bytes, as the
@@ -92,43 +93,49 @@ func (m *Metrics) SetUsers(f func() int64) {
 // wspush_history_evictions_total. Call it before serving.
 func (m *Metrics) SetHistory(bytes func() int64, evictions func() uint64) {
 	m.historyBytes = bytes
-	m.set.NewGauge("wspush_history_bytes", func() float64 { return float64(bytes()) })
-	m.set.NewGauge("wspush_history_evictions_total", func() float64 { return float64(evictions()) })
+	m.reg.NewGauge("wspush_history_bytes", "Bytes held by the history of all topics (capped by -max-history-bytes).",
+		func() float64 { return float64(bytes()) })
+	m.reg.NewCounterFunc("wspush_history_evictions_total",
+		"History entries evicted before their TTL because the history of all topics reached -max-history-bytes.",
+		func() float64 { return float64(evictions()) })
 }
 
 // New returns a metric set; conns reports the current connection count.
 func New(conns func() int64) *Metrics {
-	s := vm.NewSet()
+	r := newRegistry()
 	m := &Metrics{
-		set:         s,
-		start:       time.Now(),
-		Accepted:    s.NewCounter("wspush_connections_accepted_total"),
-		closed:      map[string]*vm.Counter{},
-		upgrade:     map[string]*vm.Counter{},
-		FramesIn:    s.NewCounter("wspush_frames_in_total"),
-		BytesIn:     s.NewCounter("wspush_bytes_in_total"),
-		FramesOut:   s.NewCounter("wspush_frames_out_total"),
-		BytesOut:    s.NewCounter("wspush_bytes_out_total"),
-		Pushes:      s.NewCounter("wspush_pushes_total"),
-		Delivered:   s.NewCounter("wspush_messages_delivered_total"),
-		BadInput:    s.NewCounter("wspush_bad_messages_total"),
-		TickLag:     s.NewPrometheusHistogramExt("wspush_tick_lag_seconds", lagBuckets),
-		SlotsBehind: s.NewCounter("wspush_wheel_slots_late_total"),
+		reg:       r,
+		start:     time.Now(),
+		Accepted:  r.NewCounter("wspush_connections_accepted_total", "WebSocket connections accepted (upgrades completed)."),
+		closed:    map[string]*Counter{},
+		upgrade:   map[string]*Counter{},
+		FramesIn:  r.NewCounter("wspush_frames_in_total", "WebSocket messages received from clients."),
+		BytesIn:   r.NewCounter("wspush_bytes_in_total", "Payload bytes of the WebSocket messages received from clients."),
+		FramesOut: r.NewCounter("wspush_frames_out_total", "WebSocket frames written to clients."),
+		BytesOut:  r.NewCounter("wspush_bytes_out_total", "Bytes of the WebSocket frames written to clients."),
+		Pushes:    r.NewCounter("wspush_pushes_total", "Tick pushes written to clients."),
+		Delivered: r.NewCounter("wspush_messages_delivered_total", "Topic messages and broadcasts written to clients."),
+		BadInput:  r.NewCounter("wspush_bad_messages_total", "Client messages answered with an error frame (bad JSON, unknown type, rate limit...)."),
+		TickLag: r.NewHistogram("wspush_tick_lag_seconds",
+			"How late each timing-wheel slot finished against its due time, in seconds.", lagBuckets),
+		SlotsBehind: r.NewCounter("wspush_wheel_slots_late_total", "Timing-wheel slots visited late (more than one slot per wake-up)."),
 	}
-	s.NewGauge("wspush_connections", func() float64 { return float64(conns()) })
-	for _, r := range closeReasons {
-		m.closed[r] = s.NewCounter(fmt.Sprintf(`wspush_connections_closed_total{reason=%q}`, r))
+	r.NewGauge("wspush_connections", "Open WebSocket connections.", func() float64 { return float64(conns()) })
+	for _, reason := range closeReasons {
+		m.closed[reason] = r.NewCounter("wspush_connections_closed_total",
+			"WebSocket connections closed, by reason.", "reason", reason)
 	}
-	for _, r := range upgradeReasons {
-		m.upgrade[r] = s.NewCounter(fmt.Sprintf(`wspush_upgrade_failures_total{reason=%q}`, r))
+	for _, reason := range upgradeReasons {
+		m.upgrade[reason] = r.NewCounter("wspush_upgrade_failures_total",
+			"Connection attempts refused before or at the WebSocket upgrade, by reason.", "reason", reason)
 	}
 	return m
 }
 
 var lagBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
-// Set returns the registry, for packages that add metrics of their own.
-func (m *Metrics) Set() *vm.Set { return m.set }
+// Registry returns the registry, for packages that add metrics of their own.
+func (m *Metrics) Registry() *Registry { return m.reg }
 
 // Closed counts a closed connection; reason is one of the Closed* values.
 func (m *Metrics) Closed(reason string) {
@@ -152,11 +159,9 @@ func (m *Metrics) UpgradeFailed(reason string) {
 	}
 }
 
-// WritePrometheus writes every metric, and the process's, as Prometheus text.
-func (m *Metrics) WritePrometheus(w io.Writer) {
-	m.set.WritePrometheus(w)
-	vm.WriteProcessMetrics(w)
-}
+// Handler serves every metric, and the process's and Go runtime's, to
+// Prometheus (see Registry.Handler).
+func (m *Metrics) Handler() http.Handler { return m.reg.Handler() }
 
 // Stats is the JSON document of /v1/stats.
 type Stats struct {

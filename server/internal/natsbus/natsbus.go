@@ -50,11 +50,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	vm "github.com/VictoriaMetrics/metrics"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"wspush/server/internal/bus"
+	"wspush/server/internal/metrics"
 	"wspush/server/wire"
 )
 
@@ -100,6 +100,9 @@ func subject(topic string) string {
 	return subjectPrefix + base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString([]byte(topic))
 }
 
+// publishBuckets are wspush_nats_publish_seconds's bucket bounds.
+var publishBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
+
 type position struct {
 	streamSeq uint64 // stream seq of the topic's last message
 	seq       uint64 // the topic's seq
@@ -125,16 +128,16 @@ type Bus struct {
 	pending    atomic.Uint64 // messages the consumer has yet to deliver
 	caughtUp   atomic.Bool
 	problems   *problems
-	pubLatency *vm.Histogram
-	reconnects *vm.Counter
-	publishes  *vm.Counter
-	conflicts  *vm.Counter
+	pubLatency *metrics.Histogram
+	reconnects *metrics.Counter
+	publishes  *metrics.Counter
+	conflicts  *metrics.Counter
 }
 
 // New connects to NATS, makes sure the stream exists and starts applying
-// it to local. hub is asked whether deliveries are backing up. set receives
+// it to local. hub is asked whether deliveries are backing up. reg receives
 // the bus's metrics.
-func New(cfg Config, local *bus.Bus, hub bus.Local, set *vm.Set) (*Bus, error) {
+func New(cfg Config, local *bus.Bus, hub bus.Local, reg *metrics.Registry) (*Bus, error) {
 	if cfg.Stream == "" {
 		cfg.Stream = "WSPUSH"
 	}
@@ -151,15 +154,19 @@ func New(cfg Config, local *bus.Bus, hub bus.Local, set *vm.Set) (*Bus, error) {
 		cfg.Logger = slog.Default()
 	}
 	b := &Bus{cfg: cfg, local: local, hub: hub, last: map[string]position{},
-		problems:   newProblems(cfg.Logger, set),
-		pubLatency: set.NewHistogram("wspush_nats_publish_seconds"),
-		reconnects: set.NewCounter("wspush_nats_reconnects_total"),
-		publishes:  set.NewCounter("wspush_nats_publishes_total"),
-		conflicts:  set.NewCounter("wspush_nats_publish_conflicts_total"),
+		problems: newProblems(cfg.Logger, reg),
+		pubLatency: reg.NewHistogram("wspush_nats_publish_seconds",
+			"Time from accepting a publish to JetStream's ack, retries included, in seconds.", publishBuckets),
+		reconnects: reg.NewCounter("wspush_nats_reconnects_total", "Reconnections to NATS."),
+		publishes:  reg.NewCounter("wspush_nats_publishes_total", "Publishes stored in the JetStream stream by this node."),
+		conflicts: reg.NewCounter("wspush_nats_publish_conflicts_total",
+			"Publishes retried because another node published to the same topic first."),
 	}
-	set.NewGauge("wspush_nats_consumer_pending", func() float64 { return float64(b.pending.Load()) })
-	set.NewGauge("wspush_nats_applied_stream_seq", func() float64 { return float64(b.applied.Load()) })
-	set.NewGauge("wspush_nats_connected", func() float64 {
+	reg.NewGauge("wspush_nats_consumer_pending", "Stream messages the consumer has yet to deliver to this node.",
+		func() float64 { return float64(b.pending.Load()) })
+	reg.NewGauge("wspush_nats_applied_stream_seq", "Stream sequence of the last message this node applied.",
+		func() float64 { return float64(b.applied.Load()) })
+	reg.NewGauge("wspush_nats_connected", "1 while connected to NATS, else 0.", func() float64 {
 		if b.nc != nil && b.nc.IsConnected() {
 			return 1
 		}

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	vm "github.com/VictoriaMetrics/metrics"
+	"wspush/server/internal/metrics"
 )
 
 // kind is a class of cluster error: something this node could not apply or
@@ -40,17 +40,18 @@ const problemLogEvery = 5 * time.Second
 // nats.go's error callbacks; mu guards logged and quiet.
 type problems struct {
 	log      *slog.Logger
-	counters [nKinds]*vm.Counter
+	counters [nKinds]*metrics.Counter
 
 	mu     sync.Mutex
 	logged [nKinds]time.Time
 	quiet  [nKinds]int // errors of each kind since its last line
 }
 
-func newProblems(log *slog.Logger, set *vm.Set) *problems {
+func newProblems(log *slog.Logger, reg *metrics.Registry) *problems {
 	p := &problems{log: log}
 	for k := range nKinds {
-		p.counters[k] = set.NewCounter(`wspush_cluster_errors_total{kind="` + kindNames[k] + `"}`)
+		p.counters[k] = reg.NewCounter("wspush_cluster_errors_total",
+			"Cluster errors by kind: stream messages this node could not read or apply, consumer errors.", "kind", kindNames[k])
 	}
 	return p
 }
