@@ -14,9 +14,12 @@ build:
 	@if [ -d loadgen ]; then $(GO) build -o $(BIN)/wsload ./loadgen; fi
 	@if [ -d bench ] && ls bench/*.go >/dev/null 2>&1; then $(GO) build -o $(BIN)/wsbench ./bench; fi
 
-# make run ARGS='-push-interval 1s': ARGS are wspush's flags.
+# make run ARGS='-push-interval 1s': ARGS are wspush's flags. Topic state is kept
+# across runs in STATE_DIR (-state-dir); STATE_DIR= turns that off (needed with -nats).
+STATE_DIR     ?= .wspush-state
 run: build
-	./$(BIN)/wspush $(ARGS)
+	@if [ -n "$(STATE_DIR)" ]; then mkdir -p $(STATE_DIR); fi
+	./$(BIN)/wspush -state-dir=$(STATE_DIR) $(ARGS)
 
 test: fmt-check tidy-check vet staticcheck unit fuzz
 

@@ -32,6 +32,9 @@ func (c Config) validateCluster() []error {
 	if (n.TLSCert == "") != (n.TLSKey == "") {
 		errs = append(errs, fmt.Errorf("-nats-tls-cert and -nats-tls-key go together"))
 	}
+	if n.URLs != "" && c.State.Dir != "" {
+		errs = append(errs, fmt.Errorf("-state-dir is for a single node: with -nats the topic state is kept in JetStream"))
+	}
 	if n.Replicas < 1 || n.Replicas > 5 {
 		errs = append(errs, fmt.Errorf("-nats-replicas must be 1 to 5"))
 	}

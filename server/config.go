@@ -17,6 +17,7 @@ import (
 	"wspush/server/internal/gateway"
 	"wspush/server/internal/hub"
 	"wspush/server/internal/natsbus"
+	"wspush/server/internal/snapshot"
 )
 
 // Config is everything the flags set.
@@ -32,6 +33,7 @@ type Config struct {
 	NATS            natsbus.Config
 	GCPercent       int
 	AdminToken      string
+	State           snapshot.Config
 }
 
 var profileModes = []string{"cpu", "mem", "alloc", "block", "mutex", "trace", "goroutine"}
@@ -97,6 +99,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.IntVar(&g.MaxClientPubBurst, "max-client-pub-burst", 0, "burst for -max-client-pub-rate; 0 = twice the rate")
 	fs.StringVar(&c.Profile, "profile", "", "whole-run profile written on shutdown: "+strings.Join(profileModes, "|"))
 	fs.StringVar(&c.ProfileDir, "profile-dir", ".", "directory for -profile output")
+	fs.StringVar(&c.State.Dir, "state-dir", "", "directory where topic state (epochs, seqs, history, newest values) is saved on graceful shutdown and loaded at start, so resumes continue across a restart; empty = off (not with -nats)")
 	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "Go GC target percentage (GOGC); low keeps idle connections cheap in RSS, the push path allocates nothing; ignored when GOGC is set")
 	// Security and admission control (docs/security.md).
 	fs.StringVar(&g.Auth.Secret, "jwt-secret", "", "HS256 secret (≥ 32 bytes): upgrades need a valid JWT (prefer WSPUSH_JWT_SECRET to the flag)")

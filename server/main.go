@@ -18,6 +18,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/pkg/profile"
 
@@ -30,6 +31,7 @@ import (
 	"wspush/server/internal/metrics"
 	"wspush/server/internal/natsbus"
 	"wspush/server/internal/pubapi"
+	"wspush/server/internal/snapshot"
 )
 
 func main() {
@@ -152,11 +154,14 @@ func start(cfg Config) (*node, error) {
 	if maxUnsent <= 0 {
 		maxUnsent = hub.DefaultMaxUnsent
 	}
-	n.bus = bus.New(cfg.Bus, h.Local())
+	if n.bus, err = n.newBus(cfg, h); err != nil {
+		return nil, err
+	}
 	n.m.SetHistory(n.bus.HistoryBytes, n.bus.HistoryEvictions)
 	n.admin = admin.New(n.m, h.Len, n.healthy)
 	n.admin.SetToken(cfg.AdminToken)
 	if err := n.admin.Listen(cfg.AdminAddr); err != nil {
+		_ = n.group.stop() // with -state-dir: saves the restored state again
 		return nil, fmt.Errorf("wspush: %w", err)
 	}
 	n.group.add("admin listener", n.admin.Run)
@@ -187,6 +192,26 @@ func start(cfg Config) (*node, error) {
 	n.group.add("gateway", n.gw.Run)
 	n.group.start()
 	return n, nil
+}
+
+// newBus returns the bus: with -state-dir the one saved at the last
+// shutdown (or a new one), and the group's first member saves it again on
+// shutdown, stopped after every member that can publish (the gateway, the
+// cluster, the admin listener with the publish API).
+func (n *node) newBus(cfg Config, h *hub.Hub) (*bus.Bus, error) {
+	if cfg.State.Dir == "" {
+		return bus.New(cfg.Bus, h.Local()), nil
+	}
+	st, err := snapshot.Open(cfg.State, cfg.Gateway.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("wspush: %w", err)
+	}
+	b, err := st.Restore(cfg.Bus, h.Local(), time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("wspush: %w", err)
+	}
+	n.group.add("state", st.Run)
+	return b, nil
 }
 
 var errDraining = errors.New("draining for shutdown")

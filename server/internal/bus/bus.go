@@ -25,6 +25,9 @@
 //     that evicts another topic's history trims that topic's ring after
 //     releasing its own topic's lock (history.go).
 //   - bmu serializes broadcasts and their handing to Local.Broadcast.
+//   - sealed (an atomic) is set once, by Export; a publish reads it under
+//     its topic's lock (a broadcast under bmu), so that every publish is
+//     either in the export or refused with ErrSealed (persist.go).
 //   - A Message is immutable once published and may be shared freely.
 //   - Run sweeps idle topics until its context is done (run.go).
 package bus
@@ -191,6 +194,7 @@ type Bus struct {
 	bepoch   string
 	now      func() time.Time
 	messages atomic.Uint64
+	sealed   atomic.Bool // set by Export: publishes are refused (persist.go)
 
 	hmu       sync.Mutex // see the package doc and history.go
 	hq        []entry    // history entries in publish order, from hqHead
@@ -280,6 +284,10 @@ func (b *Bus) Publish(topic string, data []byte) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	if b.sealed.Load() { // checked under t's lock: see Export
+		t.mu.Unlock()
+		return nil, ErrSealed
+	}
 	m := b.append(t, t.seq+1, b.now().UnixNano(), data, nil)
 	t.mu.Unlock()
 	b.trimQueuedTopics()
@@ -289,6 +297,17 @@ func (b *Bus) Publish(topic string, data []byte) (*Message, error) {
 // append records and delivers message seq of t; t's lock is held.
 func (b *Bus) append(t *Topic, seq uint64, ts int64, data, notice []byte) *Message {
 	t.seq = seq
+	m := t.message(seq, ts, data, notice)
+	b.remember(t, m)
+	t.lastPub = ts
+	t.latest.Store(m)
+	b.messages.Add(1)
+	b.local.Deliver(m)
+	return m
+}
+
+// message encodes message seq of t (its frame holds the one copy of data).
+func (t *Topic) message(seq uint64, ts int64, data, notice []byte) *Message {
 	m := &Message{Topic: t, Seq: seq, TS: ts, Notice: notice}
 	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(t.name)+len(data))), t.name, seq, ts, data), wire.OpText)
 	// The frame ends with the value and "}": keep that copy only, so that
@@ -297,11 +316,6 @@ func (b *Bus) append(t *Topic, seq uint64, ts int64, data, notice []byte) *Messa
 	if notice != nil {
 		m.NoticeFrame = append(append(make([]byte, 0, len(notice)+len(m.Frame)), notice...), m.Frame...)
 	}
-	b.remember(t, m)
-	t.lastPub = ts
-	t.latest.Store(m)
-	b.messages.Add(1)
-	b.local.Deliver(m)
 	return m
 }
 
@@ -320,6 +334,9 @@ func (b *Bus) Apply(topic, epoch string, seq uint64, ts int64, data []byte) erro
 	}
 	defer b.trimQueuedTopics() // after the unlock below
 	defer t.mu.Unlock()
+	if b.sealed.Load() {
+		return ErrSealed
+	}
 	if t.epoch == epoch && seq <= t.seq {
 		return nil // seen
 	}
@@ -369,6 +386,9 @@ func (b *Bus) Broadcast(data []byte) (*Message, error) {
 	}
 	b.bmu.Lock()
 	defer b.bmu.Unlock()
+	if b.sealed.Load() {
+		return nil, ErrSealed
+	}
 	b.bseq++
 	return b.broadcast(b.bseq, b.now().UnixNano(), data), nil
 }
