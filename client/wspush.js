@@ -620,6 +620,9 @@ export class Client {
   }
 
   _deliver(sub, seq, data, ts) {
+    // Before its first subscribed a subscription has no position: frames
+    // of an earlier subscription to the topic (unsub, sub) are not its own.
+    if (!sub._state.known) return;
     const verdict = sub._state.accept(seq, sub.mode === "latest");
     if (verdict === "dup") {
       this.stats.duplicates++;

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -23,7 +24,8 @@ import (
 // behind a TCP proxy whose connections can be cut or frozen, the "network
 // path" under the client.
 //
-//	POST /servers               {"args":[…]} → server (below)
+//	GET  /features              {"flags":{"state-dir":bool}}: what this build has
+//	POST /servers               {"args":[…]} → server (below); "$TMP" in an arg is a directory of its own
 //	POST /servers/{id}/restart  ?signal=TERM|KILL&down_ms=N: stop, wait, start again on the same ports
 //	POST /servers/{id}/cut      close every proxied connection → {"cut":N}
 //	POST /servers/{id}/freeze   stop forwarding on every proxied connection (new ones flow) → {"frozen":N}
@@ -65,6 +67,7 @@ func newFixture(t *testing.T) (*fixture, string) {
 	f := &fixture{t: t, bin: bin, servers: map[int]*fixtureServer{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /servers", f.create)
+	mux.HandleFunc("GET /features", f.features)
 	mux.HandleFunc("POST /servers/{id}/{op}", f.op)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,6 +105,17 @@ func (f *fixture) create(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	// "$TMP" in an argument is a directory of this server's own, kept
+	// across its restarts (for -state-dir).
+	dir, err := os.MkdirTemp("", "wspush-fixture-")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	f.t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	for i, a := range req.Args {
+		req.Args[i] = strings.ReplaceAll(a, "$TMP", dir)
+	}
 	s := &fixtureServer{args: req.Args, addr: loopbackAddr(f.t), adminAddr: loopbackAddr(f.t), log: &lockedBuffer{}}
 	if err := s.start(f.bin); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -122,6 +136,17 @@ func (f *fixture) create(w http.ResponseWriter, r *http.Request) {
 	f.servers[s.ID] = s
 	f.mu.Unlock()
 	writeJSON(w, s)
+}
+
+// features says what the binary supports: {"flags": {"state-dir": true, …}}
+// for the flags the tests care about, from its -h.
+func (f *fixture) features(w http.ResponseWriter, _ *http.Request) {
+	out, _ := exec.Command(f.bin, "-h").CombinedOutput()
+	flags := map[string]bool{}
+	for _, name := range []string{"state-dir"} {
+		flags[name] = strings.Contains(string(out), "-"+name+" ")
+	}
+	writeJSON(w, map[string]any{"flags": flags})
 }
 
 func (f *fixture) op(w http.ResponseWriter, r *http.Request) {

@@ -304,3 +304,25 @@ test("client: an expired static token stops until setToken", async () => {
   assert.match(ws.last().url, /token=fresh/);
   c.close();
 });
+
+test("client: frames before a subscription's first subscribed are not its own", async () => {
+  const { c, ws, of } = setup();
+  const got = [];
+  const s1 = c.subscribe("t", (d, info) => got.push(["old", info.seq]));
+  c.connect();
+  await flush();
+  const a = ws.last();
+  a.recv({ type: "welcome", id: "c1", interval_ms: 1000 });
+  a.recv({ type: "subscribed", topic: "t", mode: "stream", seq: 4, epoch: "E", id: a.sent[0].id });
+  a.recv({ type: "msg", topic: "t", seq: 5, ts: 1, data: 5 });
+  s1.unsubscribe();
+  c.subscribe("t", (d, info) => got.push(["new", info.seq]));
+  a.recv({ type: "msg", topic: "t", seq: 6, ts: 1, data: 6 }); // sent before the server saw the unsub
+  a.recv({ type: "unsubscribed", topic: "t" });
+  a.recv({ type: "subscribed", topic: "t", mode: "stream", seq: 6, epoch: "E", id: a.sent.at(-1).id });
+  a.recv({ type: "msg", topic: "t", seq: 7, ts: 1, data: 7 });
+  assert.deepEqual(got, [["old", 5], ["new", 7]]);
+  assert.deepEqual(of("error"), []);
+  assert.deepEqual(a.sent.map((m) => m.type), ["sub", "unsub", "sub"]);
+  c.close();
+});
