@@ -18,6 +18,7 @@ import (
 	"wspush/server/internal/hub"
 	"wspush/server/internal/natsbus"
 	"wspush/server/internal/snapshot"
+	"wspush/server/internal/webhook"
 )
 
 // Config is everything the flags set.
@@ -34,6 +35,7 @@ type Config struct {
 	GCPercent       int
 	AdminToken      string
 	State           snapshot.Config
+	Webhook         webhook.Config
 }
 
 var profileModes = []string{"cpu", "mem", "alloc", "block", "mutex", "trace", "goroutine"}
@@ -117,6 +119,14 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.StringVar(&g.TLSCertFile, "tls-cert", "", "PEM certificate (chain) for wss:// on -addr; needs -tls-key")
 	fs.StringVar(&g.TLSKeyFile, "tls-key", "", "PEM private key for -tls-cert")
 	clusterFlags(fs, &c.NATS)
+	// Webhooks (docs/backend.md).
+	wh := &c.Webhook
+	fs.StringVar(&wh.URL, "webhook-url", "", "POST batched, signed event notifications (topic occupied/vacated, connection closed) to this http(s) URL; empty = off")
+	fs.StringVar(&wh.Secret, "webhook-secret", "", fmt.Sprintf("HMAC-SHA256 key (≥ %d bytes) of the webhook signature header; required with -webhook-url (prefer WSPUSH_WEBHOOK_SECRET)", webhook.MinSecretBytes))
+	var whEvents string
+	fs.StringVar(&whEvents, "webhook-events", "all", "comma-separated webhook event kinds to send: topic_occupied, topic_vacated, connection_closed, presence_join, presence_leave, or all")
+	fs.IntVar(&wh.Batch, "webhook-batch", webhook.DefaultBatch, "most events in one webhook POST (sent at the latest 1 s after its first event)")
+	fs.IntVar(&wh.Buffer, "webhook-buffer", webhook.DefaultBuffer, "most webhook events waiting for delivery; over it new events are dropped and counted")
 	version := fs.Bool("version", false, "print the version (the build's module version or VCS revision, else devel) and exit; command line only")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -139,6 +149,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	}
 	if origins != "" {
 		g.AllowedOrigins = strings.Split(origins, ",")
+	}
+	var err error
+	if wh.Events, err = webhook.ParseKinds(whEvents); err != nil {
+		return c, fmt.Errorf("wspush: -webhook-events: %w", err)
 	}
 	// Validated as the flags were given (0 = off where the help says so),
 	// then mapped to the Configs' scheme.
@@ -216,6 +230,11 @@ func (c Config) validate() error {
 	errs = append(errs, c.validateSecurity()...)
 	errs = append(errs, c.validateLimits()...)
 	errs = append(errs, c.validateCluster()...)
+	if c.Webhook.URL != "" {
+		errs = append(errs, c.Webhook.Validate())
+	} else if c.Webhook.Secret != "" {
+		errs = append(errs, errors.New("-webhook-secret needs -webhook-url"))
+	}
 	if c.Profile != "" && !slices.Contains(profileModes, c.Profile) {
 		errs = append(errs, fmt.Errorf("-profile must be one of %s", strings.Join(profileModes, "|")))
 	}

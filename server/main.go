@@ -31,7 +31,9 @@ import (
 	"wspush/server/internal/metrics"
 	"wspush/server/internal/natsbus"
 	"wspush/server/internal/pubapi"
+	"wspush/server/internal/serverapi"
 	"wspush/server/internal/snapshot"
+	"wspush/server/internal/webhook"
 )
 
 func main() {
@@ -118,7 +120,8 @@ type node struct {
 	m        *metrics.Metrics
 	hub      *hub.Hub
 	bus      *bus.Bus
-	cluster  *natsbus.Bus // nil unless -nats
+	cluster  *natsbus.Bus    // nil unless -nats
+	webhooks *webhook.Sender // nil unless -webhook-url
 	gw       *gateway.Gateway
 	admin    *admin.Server
 	group    *group // every component's Run; group.go
@@ -169,6 +172,9 @@ func start(cfg Config) (*node, error) {
 		_ = n.group.stop()
 		return nil, fmt.Errorf("wspush: %w", err)
 	}
+	if err := n.startWebhooks(cfg, &gcfg); err != nil {
+		return fail(err)
+	}
 	var api busAPI = n.bus
 	if cfg.NATS.URLs != "" {
 		if n.cluster, err = natsbus.New(cfg.NATS, n.bus, h.Local(), n.m.Registry()); err != nil {
@@ -184,6 +190,7 @@ func start(cfg Config) (*node, error) {
 		n.m.SetUsers(n.gw.Users)
 	}
 	pubapi.Register(n.admin, api)
+	serverapi.Register(n.admin, n.gw, n.bus) // history: this node's copy
 	n.group.add("bus sweeper", n.bus.Run)
 	n.group.add("hub", h.Run)
 	if err := n.gw.Start(); err != nil {

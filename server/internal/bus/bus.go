@@ -205,6 +205,10 @@ type Bus struct {
 	ntrims    atomic.Int32
 	histBytes atomic.Int64
 	evictions atomic.Uint64
+
+	// occupancy is told when a topic's local subscriptions go from 0 to 1
+	// and from 1 to 0; set before use (SetOccupancy, subscribe.go).
+	occupancy func(topic string, occupied bool)
 }
 
 // New returns a bus delivering to local.

@@ -61,8 +61,18 @@ func (b *Bus) Subscribe(s Subscription) error {
 		return err
 	}
 	t.subs++
+	if t.subs == 1 && b.occupancy != nil {
+		b.occupancy(t.name, true)
+	}
 	return nil
 }
+
+// SetOccupancy makes the bus call f when a topic gets its first local
+// subscription (occupied) and when its last one ends (not occupied). f is
+// called with the topic's lock held, so the calls for one topic come in
+// order; it must not block (the webhook sender queues without waiting).
+// Call it before the bus is used.
+func (b *Bus) SetOccupancy(f func(topic string, occupied bool)) { b.occupancy = f }
 
 // since returns the messages after r.Since, or gone when they are not all
 // in the history (or were published before cutoff).
@@ -103,5 +113,8 @@ func (b *Bus) Unsubscribe(s Subscription) error {
 		return ErrNotSubscribed
 	}
 	t.subs--
+	if t.subs == 0 && b.occupancy != nil {
+		b.occupancy(t.name, false)
+	}
 	return nil
 }

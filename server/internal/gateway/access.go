@@ -52,6 +52,7 @@ func sessionOf(c *websocket.Conn) *session {
 type access struct {
 	verifier  *auth.Verifier // nil: no authentication
 	users     auth.Users
+	byUser    *userIndex // users.go: each user's connections
 	perIP     *admission.PerIP
 	accept    *admission.Rate
 	msgLimit  admission.Limit
@@ -61,7 +62,7 @@ type access struct {
 }
 
 func newAccess(cfg *Config) (*access, error) {
-	a := &access{}
+	a := &access{byUser: newUserIndex()}
 	var err error
 	if a.verifier, err = auth.New(cfg.Auth); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -182,6 +183,7 @@ func (g *Gateway) opened(c *websocket.Conn, grant *auth.Grant, ip netip.Addr) {
 	if grant != nil {
 		s.grant = grant
 		g.acc.users.Add(grant.Sub)
+		g.acc.byUser.add(grant.Sub, s.cl)
 		s.cl.SetExpiry(grant.Expiry)
 	}
 }
@@ -196,6 +198,7 @@ func (g *Gateway) closed(c *websocket.Conn) {
 	s.ip = netip.Addr{}
 	if s.grant != nil {
 		g.acc.users.Remove(s.grant.Sub)
+		g.acc.byUser.remove(s.grant.Sub, s.cl)
 	}
 }
 

@@ -132,6 +132,11 @@ type Config struct {
 	MaxClientPubRate, MaxClientPubBurst int
 	// TLSCertFile and TLSKeyFile, both set, make the listener wss:// only.
 	TLSCertFile, TLSKeyFile string
+	// OnClosed, when set, is called once per connection after it closed
+	// and left the hub, with its client (CloseLabel tells why) and user
+	// ("" without authentication); it runs on nbio's goroutines and must
+	// not block (the webhook sender queues without waiting).
+	OnClosed func(cl *hub.Client, user string)
 	// Logger receives the gateway's own log lines (failed accepts, at a
 	// bounded rate); nil means slog.Default(). nbio's global logger is the
 	// program's to set (main routes it to slog), not the gateway's.
@@ -540,6 +545,9 @@ func (g *Gateway) onClose(c *websocket.Conn, err error) {
 		_ = g.bus.Unsubscribe(bus.Subscription{Subscriber: cl, Topic: topic, Quiet: true})
 	}
 	g.hub.Unregister(cl)
+	if g.cfg.OnClosed != nil {
+		g.cfg.OnClosed(cl, userOf(sessionOf(c)))
+	}
 	g.closed(c)
 	g.reserved.Add(-1)
 }

@@ -1,6 +1,10 @@
 package hub
 
 import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
 	"wspush/server/internal/metrics"
 	"wspush/server/wire"
 )
@@ -62,4 +66,27 @@ func Violation(code uint16, text string) Reason {
 		label = metrics.ClosedRateLimit
 	}
 	return Reason{code, text, label}
+}
+
+// Disconnect returns the reason for closing a client on the application's
+// request (the server API's disconnect): code is 1008 (policy) or an
+// application code 4000–4999, text at most 123 bytes of UTF-8; counted as
+// "admin".
+func Disconnect(code uint16, text string) (Reason, error) {
+	if code != wire.ClosePolicy && (code < 4000 || code > 4999) {
+		return Reason{}, fmt.Errorf("hub: close code %d: want 1008 or 4000-4999", code)
+	}
+	if len(text) > 123 || !utf8.ValidString(text) {
+		return Reason{}, errors.New("hub: close reason must be at most 123 bytes of UTF-8")
+	}
+	return Reason{code, text, metrics.ClosedAdmin}, nil
+}
+
+// CloseLabel returns the label c's close is counted under: the reason
+// recorded for it, ClosedByClient if none.
+func (c *Client) CloseLabel() string {
+	if r := c.reason.Load(); r != nil {
+		return *r
+	}
+	return metrics.ClosedByClient
 }

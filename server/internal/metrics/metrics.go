@@ -30,10 +30,11 @@ const (
 	ClosedExpired    = "token_expired" // the client's JWT expired
 	ClosedRateLimit  = "rate_limit"    // the client sent messages too fast
 	ClosedTimeout    = "timeout"       // an nbio read or write deadline passed
+	ClosedAdmin      = "admin"         // disconnected through the server API
 )
 
 var closeReasons = []string{ClosedByClient, ClosedIdle, ClosedSlow, ClosedBadInput, ClosedTooBig, ClosedProtocol, ClosedShutdown, ClosedWriteError,
-	ClosedExpired, ClosedRateLimit, ClosedTimeout}
+	ClosedExpired, ClosedRateLimit, ClosedTimeout, ClosedAdmin}
 
 // Reasons an upgrade was refused.
 const (
