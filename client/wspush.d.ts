@@ -10,7 +10,7 @@ export interface ClientOptions {
   backoffBase?: number;
   /** Default 30000. */
   backoffCap?: number;
-  /** Added to the wait after 1011-1014, 4008 and refused upgrades (503, 429, 401). Default 2000. */
+  /** Added to the wait after 1011-1014, 4008, 4429, 4500-4599 and refused upgrades (503, 429, 401). Default 2000. */
   overloadMin?: number;
   /** After 1001 "server shutting down" the wait is uniform over [drainMin, drainWindow]. Default 1000. */
   drainMin?: number;
@@ -107,7 +107,7 @@ export class Client {
   ping(): Promise<number>;
   /** Replaces the token; a client stopped because its token expired connects again. */
   setToken(token: string): void;
-  /** Starts connecting (only needed with autoConnect: false). */
+  /** Starts connecting: with autoConnect: false, or again after a final close (not after close()). */
   connect(): void;
   /** Closes for good. */
   close(): void;

@@ -60,10 +60,13 @@ export function backoffDelay(kind, attempt, o, random) {
  * @returns {"final"|"token"|"drain"|"overload"|"normal"}
  */
 export function closeKind(code, reason, opened) {
-  if (code === 1008 && reason === "token expired") return "token";
+  if ((code === 1008 && reason === "token expired") || code === 4401) return "token";
   if (FINAL_CODES.has(code)) return "final";
   if (code === 1001 && reason === "server shutting down") return "drain";
-  if (OVERLOAD_CODES.has(code)) return "overload";
+  if (OVERLOAD_CODES.has(code) || code === 4429 || (code >= 4500 && code <= 4599)) return "overload";
+  // Other application codes (4000-4999: a backend refused the connection,
+  // or disconnected the user) mean "stop" unless the application says so.
+  if (code >= 4000 && code <= 4999) return "final";
   // A refused upgrade (503, 429, 401…) looks like 1006 before the welcome:
   // WebSocket APIs do not expose the HTTP status.
   if (!opened) return "overload";
@@ -332,9 +335,17 @@ export class Client {
     }
   }
 
-  /** Starts connecting; only needed with autoConnect: false. */
+  /**
+   * Starts connecting: needed with autoConnect: false, and after a final
+   * close (not after close()) when the application wants to try again.
+   */
   connect() {
-    if (this._state === "idle") this._connect();
+    if (this._state === "idle" || (this._state === "closed" && !this._userClosed)) {
+      this._closed = false;
+      this._authStopped = false;
+      this._attempt = 0;
+      this._connect();
+    }
   }
 
   /** Closes for good: no reconnect, no further events but "state". */

@@ -101,6 +101,12 @@ test("close codes: final, token, drain, overload, normal", () => {
   for (const c of [1011, 1012, 1013, 1014, 4008]) assert.equal(closeKind(c, "", true), "overload");
   assert.equal(closeKind(1006, "", true), "normal");
   assert.equal(closeKind(1006, "", false), "overload"); // a refused upgrade
+  // application codes (connect hooks, the server API's disconnect)
+  assert.equal(closeKind(4401, "unauthorized", false), "token");
+  assert.equal(closeKind(4403, "forbidden", false), "final");
+  assert.equal(closeKind(4000, "", true), "final");
+  assert.equal(closeKind(4429, "", false), "overload");
+  for (const c of [4502, 4503, 4504]) assert.equal(closeKind(c, "", false), "overload");
 });
 
 test("tokenExpiry decodes exp without checking the signature", () => {
@@ -220,6 +226,14 @@ test("client: final closes stop, drains spread, overload waits longer", async ()
   assert.equal(of("reconnecting").length, 2);
   clock.advance(3_600_000);
   assert.equal(ws.all.length, 3);
+  // connect() tries again after a final close, close() is for good
+  c.connect();
+  await flush();
+  assert.equal(ws.all.length, 4);
+  c.close();
+  c.connect();
+  await flush();
+  assert.equal(ws.all.length, 4);
 });
 
 test("client: liveness from interval_ms, and own pings when ticks are off", async () => {
