@@ -55,7 +55,8 @@ const minInterval = hub.MinInterval
 // parseConfig reads flags from args, then fills any flag not given there
 // from the environment as WSPUSH_<FLAG> (dashes as underscores). Flags are
 // bound straight into the Config they set. -h and -version write to out and
-// return flag.ErrHelp or errVersion.
+// return flag.ErrHelp or errVersion; -healthcheck returns errHealthcheck
+// with AdminAddr set, before any validation.
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	c := Config{DrainRate: 10_000, ShutdownTimeout: 30 * time.Second, GCPercent: 25}
 	g, h, b := &c.Gateway, &c.Hub, &c.Bus
@@ -128,6 +129,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.IntVar(&wh.Batch, "webhook-batch", webhook.DefaultBatch, "most events in one webhook POST (sent at the latest 1 s after its first event)")
 	fs.IntVar(&wh.Buffer, "webhook-buffer", webhook.DefaultBuffer, "most webhook events waiting for delivery; over it new events are dropped and counted")
 	version := fs.Bool("version", false, "print the version (the build's module version or VCS revision, else devel) and exit; command line only")
+	healthcheck := fs.Bool("healthcheck", false, "GET /healthz on -admin-addr (an unspecified host as loopback), exit 0 if it answers 200, else 1; for a container's HEALTHCHECK; command line only")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(out)
@@ -147,6 +149,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	if err := setFromEnv(fs, getenv); err != nil {
 		return c, err
 	}
+	if *healthcheck { // needs only -admin-addr, from the flags or the environment
+		return c, errHealthcheck
+	}
 	if origins != "" {
 		g.AllowedOrigins = strings.Split(origins, ",")
 	}
@@ -165,14 +170,15 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 }
 
 // setFromEnv sets every flag not given on the command line from
-// WSPUSH_<FLAG>, in the flag set's (sorted) order; -version is command
-// line only (from the environment it would make a service exit at start).
+// WSPUSH_<FLAG>, in the flag set's (sorted) order; -version and
+// -healthcheck are command line only (from the environment they would make
+// a service exit at start).
 func setFromEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || envErr != nil || f.Name == "version" {
+		if set[f.Name] || envErr != nil || f.Name == "version" || f.Name == "healthcheck" {
 			return
 		}
 		key := "WSPUSH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))

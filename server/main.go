@@ -43,6 +43,9 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errVersion) {
 		os.Exit(0)
 	}
+	if errors.Is(err, errHealthcheck) {
+		os.Exit(healthcheck(cfg.AdminAddr, os.Stdout))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

@@ -17,8 +17,19 @@ var errVersion = errors.New("wspush: -version")
 // version in parentheses.
 func buildVersion() string {
 	bi, ok := debug.ReadBuildInfo()
+	if stamped != "" {
+		if ok && bi != nil && bi.GoVersion != "" {
+			return stamped + " (" + bi.GoVersion + ")"
+		}
+		return stamped
+	}
 	return versionOf(bi, ok)
 }
+
+// stamped, when a build sets it with -ldflags "-X main.stamped=v1.2.3",
+// is the version instead of the build info's: the Dockerfile sets it, since
+// a container build has no VCS to read.
+var stamped string
 
 // versionOf is buildVersion for given build info.
 func versionOf(bi *debug.BuildInfo, ok bool) string {
