@@ -62,7 +62,7 @@ export interface Subscription {
 export type State = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
 export interface ClientError {
-  /** seq_gap, dead, closed, token, token_expired, bad_frame, handler, listener, url, or a server error code (bad_request, forbidden, limit, overloaded, rate_limited). */
+  /** seq_gap, dead, closed, token, token_expired, bad_frame, handler, listener, url, internal, or a server error code (bad_request, forbidden, limit, overloaded, rate_limited). */
   code: string;
   reason: string;
   topic?: string;

@@ -222,7 +222,7 @@ export class Client {
     this.connectionId = "";
     this.intervalMs = 0;
     this.stats = { delivered: 0, duplicates: 0, gaps: 0, gone: 0, reconnects: 0 };
-    if (opts.autoConnect !== false) queueMicrotask(() => this._connect());
+    if (opts.autoConnect !== false) queueMicrotask(() => this.connect());
   }
 
   /** The connection state: idle, connecting, open, reconnecting or closed. */
@@ -407,9 +407,26 @@ export class Client {
     return !exp || exp - this._now() > Math.min(this.opts.tokenMargin, 1000);
   }
 
-  async _connect() {
+  _connect() {
+    this._dial().catch((err) => {
+      this._emit("error", { code: "internal", reason: String(err), error: err });
+    });
+  }
+
+  async _dial() {
     if (this._closed) return;
     this._clear();
+    if (this._ws) {
+      const old = this._ws;
+      this._ws = null;
+      this._opened = false;
+      this._detach(old);
+      try {
+        old.close(1000);
+      } catch {
+        /* already closing */
+      }
+    }
     this._setState("connecting");
     const gen = ++this._gen;
     let token = this._token;
@@ -440,6 +457,7 @@ export class Client {
     this._ws = ws;
     this._opened = false;
     this._lastFrame = this._now();
+    ws.binaryType = "arraybuffer";
     ws.onmessage = (ev) => this._onMessage(ws, ev.data);
     ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason);
     // A close event normally follows an error; Node 20's WebSocket sends

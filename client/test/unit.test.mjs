@@ -340,3 +340,13 @@ test("client: frames before a subscription's first subscribed are not its own", 
   assert.deepEqual(a.sent.map((m) => m.type), ["sub", "unsub", "sub"]);
   c.close();
 });
+
+test("client: connect() right after new Client opens one socket", async () => {
+  const clock = fakeClock();
+  const ws = fakeSockets();
+  const c = new Client("ws://x/ws", { WebSocket: ws.FakeWS, now: clock.now, setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout });
+  c.connect();
+  await flush();
+  assert.equal(ws.all.length, 1);
+  c.close();
+});
