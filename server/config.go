@@ -17,6 +17,7 @@ import (
 	"wspush/server/internal/gateway"
 	"wspush/server/internal/hub"
 	"wspush/server/internal/natsbus"
+	"wspush/server/internal/presence"
 	"wspush/server/internal/snapshot"
 	"wspush/server/internal/webhook"
 )
@@ -36,6 +37,7 @@ type Config struct {
 	AdminToken      string
 	State           snapshot.Config
 	Webhook         webhook.Config
+	Presence        presence.Config
 }
 
 var profileModes = []string{"cpu", "mem", "alloc", "block", "mutex", "trace", "goroutine"}
@@ -120,6 +122,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.StringVar(&g.TLSCertFile, "tls-cert", "", "PEM certificate (chain) for wss:// on -addr; needs -tls-key")
 	fs.StringVar(&g.TLSKeyFile, "tls-key", "", "PEM private key for -tls-cert")
 	clusterFlags(fs, &c.NATS)
+	presenceFlags(fs, &c.Presence)
 	// Webhooks (docs/backend.md).
 	wh := &c.Webhook
 	fs.StringVar(&wh.URL, "webhook-url", "", "POST batched, signed event notifications (topic occupied/vacated, connection closed) to this http(s) URL; empty = off")
@@ -236,6 +239,7 @@ func (c Config) validate() error {
 	errs = append(errs, c.validateSecurity()...)
 	errs = append(errs, c.validateLimits()...)
 	errs = append(errs, c.validateCluster()...)
+	errs = append(errs, c.Presence.Validate())
 	if c.Webhook.URL != "" {
 		errs = append(errs, c.Webhook.Validate())
 	} else if c.Webhook.Secret != "" {

@@ -30,6 +30,7 @@ import (
 	"wspush/server/internal/hub"
 	"wspush/server/internal/metrics"
 	"wspush/server/internal/natsbus"
+	"wspush/server/internal/presence"
 	"wspush/server/internal/pubapi"
 	"wspush/server/internal/serverapi"
 	"wspush/server/internal/snapshot"
@@ -125,6 +126,7 @@ type node struct {
 	bus      *bus.Bus
 	cluster  *natsbus.Bus    // nil unless -nats
 	webhooks *webhook.Sender // nil unless -webhook-url
+	presence *presence.Tracker
 	gw       *gateway.Gateway
 	admin    *admin.Server
 	group    *group // every component's Run; group.go
@@ -154,7 +156,6 @@ func start(cfg Config) (*node, error) {
 	}
 	n.hub = h
 	gcfg := cfg.Gateway
-	gcfg.Page = demo.Handler()
 	gcfg.Script = client.Handler()
 	maxUnsent := cfg.Hub.MaxUnsent
 	if maxUnsent <= 0 {
@@ -170,6 +171,8 @@ func start(cfg Config) (*node, error) {
 		_ = n.group.stop() // with -state-dir: saves the restored state again
 		return nil, fmt.Errorf("wspush: %w", err)
 	}
+	// The demo page shows the curl command that publishes through the admin listener.
+	gcfg.Page = demo.Handler(demo.Config{AdminAddr: n.admin.Addr().String(), AdminToken: cfg.AdminToken != ""})
 	n.group.add("admin listener", n.admin.Run)
 	fail := func(err error) (*node, error) {
 		_ = n.group.stop()
@@ -185,6 +188,9 @@ func start(cfg Config) (*node, error) {
 		}
 		n.group.add("cluster", n.cluster.Run)
 		api = n.cluster
+	}
+	if err := n.startPresence(cfg); err != nil {
+		return fail(err)
 	}
 	if n.gw, err = gateway.New(gcfg, h, api, n.m, maxUnsent); err != nil {
 		return fail(err)

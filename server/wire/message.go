@@ -62,6 +62,9 @@ type ClientMsg struct {
 	HasSince bool
 	Epoch    string
 	Data     []byte // pub: the JSON value to publish
+	// Presence (sub): the client's ticks carry the topic's cluster-wide
+	// subscriber count when it changed ("presence":{"topic":n}).
+	Presence bool
 }
 
 // ProtocolError is a client frame the server refuses; Code and Reason go
@@ -85,6 +88,8 @@ type clientFields struct {
 	Since *uint64         `json:"since"`
 	Epoch string          `json:"epoch"`
 	Data  json.RawMessage `json:"data"`
+	// Presence (sub): ticks carry the topic's subscriber count.
+	Presence bool `json:"presence"`
 }
 
 // ParseClient decodes one client frame. Any input is accepted: a frame that
@@ -195,6 +200,7 @@ func parseSub(f *clientFields, m *ClientMsg) error {
 		return badRequest("field \"epoch\" is longer than 64 bytes")
 	}
 	m.Epoch = f.Epoch
+	m.Presence = f.Presence
 	return nil
 }
 
@@ -226,12 +232,17 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// AppendWelcome appends the welcome payload.
-func AppendWelcome(dst []byte, id string, intervalMS int64, text string) []byte {
+// AppendWelcome appends the welcome payload; firstDue, when the first tick
+// is due (Unix ns), is left out when 0 (ticks off).
+func AppendWelcome(dst []byte, id string, intervalMS, firstDue int64, text string) []byte {
 	dst = append(dst, `{"type":"welcome","id":`...)
 	dst = AppendString(dst, id)
 	dst = append(dst, `,"interval_ms":`...)
 	dst = strconv.AppendInt(dst, intervalMS, 10)
+	if firstDue != 0 {
+		dst = append(dst, `,"first_due":`...)
+		dst = strconv.AppendInt(dst, firstDue, 10)
+	}
 	dst = append(dst, `,"text":`...)
 	dst = AppendString(dst, text)
 	return append(dst, '}')

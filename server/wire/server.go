@@ -14,6 +14,7 @@ type ServerMsg struct {
 	// error), as JSON text.
 	ID         json.RawMessage `json:"id,omitempty"`
 	IntervalMS int64           `json:"interval_ms,omitempty"`
+	FirstDue   int64           `json:"first_due,omitempty"` // welcome: when tick 1 is due (Unix ns)
 	Text       string          `json:"text,omitempty"`
 	Seq        uint64          `json:"seq,omitempty"`
 	Due        int64           `json:"due,omitempty"`
@@ -28,6 +29,14 @@ type ServerMsg struct {
 	TS          int64                  `json:"ts,omitempty"`
 	Data        json.RawMessage        `json:"data,omitempty"`
 	Topics      map[string]LatestValue `json:"topics,omitempty"`
+	// Presence: a tick's subscriber counts of the topics subscribed with
+	// "presence":true whose count changed since the client's last tick.
+	Presence map[string]int64 `json:"presence,omitempty"`
+	// Join and Leave (presence): members that joined and left the topic.
+	Join  []Member `json:"join,omitempty"`
+	Leave []Member `json:"leave,omitempty"`
+	// Members (subscribed with presence to a member topic): the list.
+	Members []Member `json:"members,omitempty"`
 }
 
 // LatestValue is a latest-mode topic's newest value, carried by a tick.

@@ -159,6 +159,10 @@ type Topic struct {
 	subs    int        // local subscriptions
 	lastPub int64      // Unix ns
 	dead    bool       // swept: look the topic up again
+	remote  int64      // subscriptions on other nodes, as presence last said (presence.go)
+	// count is subs+remote, the cluster-wide count ticks carry
+	// (presence.go); written under mu, read lock-free.
+	count atomic.Int64
 
 	// histFrom is the first bus-wide history seq still live in this
 	// topic: older entries in hist were evicted and wait for trim.
@@ -209,6 +213,9 @@ type Bus struct {
 	// occupancy is told when a topic's local subscriptions go from 0 to 1
 	// and from 1 to 0; set before use (SetOccupancy, subscribe.go).
 	occupancy func(topic string, occupied bool)
+	// presence is told of every subscription; set before use
+	// (SetPresence, presence.go).
+	presence Presence
 }
 
 // New returns a bus delivering to local.

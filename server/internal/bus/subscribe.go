@@ -1,5 +1,7 @@
 package bus
 
+import "wspush/server/wire"
+
 // This file is the subscription flow. A subscription is a plain value: the
 // caller (the gateway) passes a Subscription to Subscribe or Unsubscribe;
 // the bus looks the topic up, takes its lock, works out where the
@@ -26,6 +28,17 @@ type Subscription struct {
 	ID     []byte // the request's id, echoed in the reply
 	// Quiet: no reply (an Unsubscribe because the subscriber went away).
 	Quiet bool
+	// User (Subscribe only) is the subscriber's user (the JWT's sub or the
+	// connect hook's answer), "" without authentication: presence lists
+	// it in the topic's members.
+	User string
+	// Presence (Subscribe only): the subscriber's ticks carry the topic's
+	// cluster-wide subscriber count when it changed (Topic.Count).
+	Presence bool
+	// Members (Subscribe only) is set by Presence.Join for a subscriber
+	// that asked for presence on a topic with a member list: the list its
+	// subscribed reply carries.
+	Members []wire.Member
 }
 
 // Resume asks for the messages after Since of incarnation Epoch.
@@ -57,10 +70,19 @@ func (b *Bus) Subscribe(s Subscription) error {
 	if s.Resume.HasSince {
 		st.Replay, st.Gone = t.since(s.Resume, b.now().UnixNano()-int64(b.cfg.HistoryTTL))
 	}
+	if b.presence != nil {
+		if err := b.presence.Join(t.name, &s); err != nil {
+			return err
+		}
+	}
 	if err := b.local.Subscribe(t, s, st); err != nil {
+		if b.presence != nil {
+			b.presence.Leave(t.name, &s)
+		}
 		return err
 	}
 	t.subs++
+	b.counted(t)
 	if t.subs == 1 && b.occupancy != nil {
 		b.occupancy(t.name, true)
 	}
@@ -113,6 +135,10 @@ func (b *Bus) Unsubscribe(s Subscription) error {
 		return ErrNotSubscribed
 	}
 	t.subs--
+	b.counted(t)
+	if b.presence != nil {
+		b.presence.Leave(t.name, &s)
+	}
 	if t.subs == 0 && b.occupancy != nil {
 		b.occupancy(t.name, false)
 	}

@@ -430,7 +430,8 @@ func (g *Gateway) onOpen(c *websocket.Conn) {
 	cl := g.hub.NewClient(pollerClosed(c, conn)) // only the poller closes the socket (pollerclose.go)
 	c.SetSession(&session{cl: cl})
 	interval := g.hub.PushInterval().Milliseconds()
-	g.reply(cl, func(b []byte) []byte { return wire.AppendWelcome(b, cl.ID(), interval, g.cfg.Welcome) })
+	firstDue := g.hub.Place(cl) // the welcome says when tick 1 is due, then the shard may tick
+	g.reply(cl, func(b []byte) []byte { return wire.AppendWelcome(b, cl.ID(), interval, firstDue, g.cfg.Welcome) })
 	g.hub.Register(cl)
 }
 
@@ -479,7 +480,7 @@ func (g *Gateway) onMessage(c *websocket.Conn, mt websocket.MessageType, data []
 	case wire.TypePing:
 		g.reply(cl, func(b []byte) []byte { return wire.AppendPong(b, msg.ID) })
 	case wire.TypeSub:
-		g.subscribe(cl, &msg)
+		g.subscribe(c, cl, &msg)
 	case wire.TypeUnsub:
 		g.unsubscribe(cl, &msg)
 	case wire.TypePub:

@@ -16,7 +16,7 @@ func (g *Gateway) fail(cl *hub.Client, code, reason string, id []byte) {
 	g.reply(cl, func(b []byte) []byte { return wire.AppendError(b, code, reason, id) })
 }
 
-func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
+func (g *Gateway) subscribe(c *websocket.Conn, cl *hub.Client, msg *wire.ClientMsg) {
 	if cl.Subscribed(msg.Topic) {
 		g.fail(cl, wire.CodeBadRequest, "already subscribed to "+msg.Topic, msg.ID)
 		return
@@ -36,6 +36,8 @@ func (g *Gateway) subscribe(cl *hub.Client, msg *wire.ClientMsg) {
 		Latest:     latest,
 		Resume:     bus.Resume{Since: msg.Since, Epoch: msg.Epoch, HasSince: msg.HasSince},
 		ID:         msg.ID,
+		Presence:   msg.Presence,
+		User:       userOf(sessionOf(c)),
 	})
 	if err != nil {
 		g.fail(cl, wire.CodeLimit, err.Error(), msg.ID)

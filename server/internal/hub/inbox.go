@@ -21,6 +21,8 @@ func (s *shard) handle(it *item, fresh []*Client) {
 		s.handleMsg(it.m)
 	case itemBroadcast:
 		s.handleBroadcast(it.m, fresh)
+	case itemPresence:
+		s.handlePresence(it.m)
 	}
 }
 
@@ -35,12 +37,14 @@ func (s *shard) handleSub(it *item) {
 	for _, m := range it.replay {
 		s.send(c, m.FrameFor(deflate))
 	}
-	if r.latest {
+	if r.latest || r.presence {
 		if c.latest == nil {
 			c.latest = new([]*sub)
 		}
 		*c.latest = append(*c.latest, r)
-		return
+		if r.latest {
+			return
+		}
 	}
 	list := s.streams[r.t]
 	r.pos = int32(len(list))
@@ -50,9 +54,10 @@ func (s *shard) handleSub(it *item) {
 // handleUnsub ends a subscription, then sends the unsubscribed reply.
 func (s *shard) handleUnsub(it *item) {
 	r := it.sub
-	if r.latest {
+	if r.latest || r.presence {
 		removeLatest(r)
-	} else {
+	}
+	if !r.latest {
 		s.removeStream(r)
 	}
 	s.send(r.c, it.reply)
@@ -161,6 +166,9 @@ func appendLatest(buf []byte, c *Client, budget int) []byte {
 	off := int(c.visits) % len(latest) // rotate, so no topic starves behind the budget
 	for j := range latest {
 		l := latest[(off+j)%len(latest)]
+		if !l.latest {
+			continue // presence only
+		}
 		m := l.t.Latest()
 		if m == nil || m.Seq <= l.sent {
 			continue
@@ -180,5 +188,33 @@ func appendLatest(buf []byte, c *Client, budget int) []byte {
 	if open {
 		buf = append(buf, '}')
 	}
-	return append(buf, '}')
+	return append(appendPresence(buf, latest), '}')
+}
+
+// appendPresence adds the "presence" of the subscriptions in l that asked
+// for it and whose topic's count changed since the client's last tick:
+// one number per topic however many joins and leaves came in between.
+func appendPresence(buf []byte, l []*sub) []byte {
+	open := false
+	for _, r := range l {
+		if !r.presence {
+			continue
+		}
+		n := r.t.Count()
+		if n == r.shown() {
+			continue
+		}
+		if open {
+			buf = append(buf, ',')
+		} else {
+			buf = append(buf, `,"presence":{`...)
+			open = true
+		}
+		buf = wire.AppendPresenceEntry(buf, r.t.Name(), n)
+		r.setShown(n)
+	}
+	if open {
+		buf = append(buf, '}')
+	}
+	return buf
 }

@@ -28,6 +28,7 @@ const (
 	itemUnsub
 	itemMsg
 	itemBroadcast
+	itemPresence // a member list change, for presence subscribers (presence.go)
 )
 
 // item is one entry of a shard's inbox.
@@ -45,10 +46,32 @@ type item struct {
 type sub struct {
 	c      *Client
 	t      *bus.Topic
-	latest bool // latest mode; c, t and latest never change
+	latest bool // latest mode; c, t, latest and presence never change
+	// presence: the client's ticks carry t's subscriber count (Topic.Count)
+	// when it changed; such a record is in the client's latest list too.
+	presence bool
 	// Owned by the shard goroutine (set before the record is queued):
 	pos  int32  // stream mode: index in the shard's list of t
 	sent uint64 // latest mode: the seq the client has
+}
+
+// shown is, for a presence record, the count last put on the client's
+// ticks (-1 before the first). It is kept in the field the record's mode
+// leaves unused (sent in stream mode, pos in latest mode), so that presence
+// adds nothing to a record (32 bytes, a size class).
+func (r *sub) shown() int64 {
+	if r.latest {
+		return int64(r.pos)
+	}
+	return int64(r.sent)
+}
+
+func (r *sub) setShown(n int64) {
+	if r.latest {
+		r.pos = int32(min(n, 1<<31-1))
+	} else {
+		r.sent = uint64(n)
+	}
 }
 
 // fanout is a topic's count of stream subscribers per shard. It is read and
@@ -150,7 +173,10 @@ func (b *busSide) Subscribe(t *bus.Topic, s bus.Subscription, st bus.Start) erro
 		return fmt.Errorf("hub: subscriber %T is not a registered client of this hub", s.Subscriber)
 	}
 	h := (*Hub)(b)
-	rec := &sub{c: c, t: t, latest: s.Latest}
+	rec := &sub{c: c, t: t, latest: s.Latest, presence: s.Presence}
+	if s.Presence {
+		rec.setShown(-1)
+	}
 	if !c.addSub(rec) {
 		return fmt.Errorf("hub: client %s is already subscribed to %q", c.ID(), t.Name())
 	}
@@ -166,7 +192,11 @@ func (b *busSide) Subscribe(t *bus.Topic, s bus.Subscription, st bus.Start) erro
 	}
 	var reply []byte
 	if !s.Quiet {
-		reply = wire.EndFrame(wire.AppendSubscribed(wire.BeginFrame(nil), t.Name(), mode, st.Last, st.Epoch, st.Gone, s.ID), wire.OpText)
+		p := wire.AppendSubscribed(wire.BeginFrame(nil), t.Name(), mode, st.Last, st.Epoch, st.Gone, s.ID)
+		if s.Members != nil { // presence on a member topic (presence.go)
+			p = wire.AppendMembers(p[:len(p)-1], s.Members)
+		}
+		reply = wire.EndFrame(p, wire.OpText)
 	}
 	c.shard.enqueue(item{kind: itemSub, sub: rec, replay: st.Replay, reply: reply}, false)
 	return nil

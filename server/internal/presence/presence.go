@@ -1,0 +1,251 @@
+// Package presence knows who is in a topic: each topic's subscriber count,
+// cluster-wide, and, for the topics matching -presence-members, the list
+// of its members (user and connection), with join and leave events.
+//
+// The bus tells the Tracker of every subscription that starts or ends
+// (bus.Presence, with the topic's lock held) and is told back the count on
+// the other nodes (bus.SetRemote), so that a topic's Count, which the
+// hub's shards put on the ticks of subscribers that asked for it, is the
+// cluster-wide one.
+//
+// On a cluster (cluster.go) each node publishes, once a period, on core
+// NATS, the local counts and member lists of the topics that changed since
+// its last report (a heartbeat when none did); every node keeps the latest
+// report of every other node and sums them. A node not heard from for a
+// lease is dropped, with its counts and members: a dead node's clients
+// leave within the lease. A node that misses a report asks its sender for
+// a full one.
+//
+// Members (members.go): a member is a user (the JWT's sub or the connect
+// hook's answer; the connection id without authentication) with its
+// connections. A user's last connection leaving starts a grace period: if
+// the user comes back within it, nobody sees a leave and a join. Join and
+// leave events go, at most once per period per topic, to the topic's
+// subscribers that asked for presence, and to the webhook sender.
+//
+// # Concurrency contract
+//
+//   - mu guards every map and list of the Tracker. It is taken by the
+//     bus's calls (Join, Counted, Leave), with a topic's lock held, and by
+//     the Tracker's own goroutine and the API; nothing is called while it is
+//     held but the webhook producer (a non-blocking channel send). Lock
+//     order: a bus topic's lock, then mu.
+//   - One goroutine, Run, does everything periodic: it applies other
+//     nodes' reports, drops the ones past their lease, ends the members
+//     whose grace ran out, sends member events and this node's report. It
+//     alone calls bus.SetRemote, so that its calls for a topic come in
+//     order.
+//   - Everything is bounded: the local maps by the bus's topics and each
+//     member list by MaxMembers, other nodes by maxPeers, the inbound
+//     reports by a channel of inboundCap (over it NATS drops them, and the
+//     gap is mended by a full report).
+package presence
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"wspush/server/internal/auth"
+	"wspush/server/internal/bus"
+	"wspush/server/wire"
+)
+
+// Config configures presence; zero means the default.
+type Config struct {
+	// Period is how often a node reports its changes to the cluster and
+	// sends member events (default 1s).
+	Period time.Duration
+	// Lease is how long a node's report holds; a node not heard from for
+	// this long is dropped with its counts and members (default 3×Period).
+	Lease time.Duration
+	// Members is a comma-separated list of topic patterns (as in JWT
+	// grants: room.*, chat.>) whose topics keep member lists; empty: none.
+	Members string
+	// MaxMembers caps a topic's member list (default 1000); a subscription
+	// that would pass it is refused.
+	MaxMembers int
+	// Grace is how long a user whose last connection left stays listed
+	// (default 5s); a negative value means none.
+	Grace time.Duration
+	// Node names this node in the cluster's reports (default random).
+	Node string
+	// Logger receives presence's log lines; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultPeriod     = time.Second
+	DefaultMaxMembers = 1000
+	DefaultGrace      = 5 * time.Second
+)
+
+// ErrMemberCap refuses a subscription that would pass a topic's member cap.
+var ErrMemberCap = errors.New("presence: the topic's member list is full")
+
+func (c Config) withDefaults() Config {
+	if c.Period <= 0 {
+		c.Period = DefaultPeriod
+	}
+	if c.Lease <= 0 {
+		c.Lease = 3 * c.Period
+	}
+	if c.MaxMembers <= 0 {
+		c.MaxMembers = DefaultMaxMembers
+	}
+	if c.Grace == 0 {
+		c.Grace = DefaultGrace
+	}
+	if c.Grace < 0 {
+		c.Grace = 0
+	}
+	if c.Node == "" {
+		c.Node = randomID()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Period < 0 || c.Lease < 0 {
+		return errors.New("presence: period and lease must not be negative")
+	}
+	c = c.withDefaults()
+	if c.Lease < c.Period {
+		return fmt.Errorf("presence: lease %v is shorter than the period %v", c.Lease, c.Period)
+	}
+	_, err := patterns(c.Members)
+	return err
+}
+
+func patterns(s string) ([]auth.Pattern, error) {
+	var ps []auth.Pattern
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := auth.Compile(f)
+		if err != nil {
+			return nil, fmt.Errorf("presence: members pattern: %w", err)
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// Bus is the local bus as presence uses it.
+type Bus interface {
+	SetRemote(topic string, remote int64)
+	Lookup(name string) *bus.Topic
+}
+
+// Notifier writes a presence event to a topic's subscribers that asked for
+// presence (the hub).
+type Notifier interface {
+	Notify(t *bus.Topic, frame []byte)
+}
+
+// Events receives this node's member joins and leaves (the webhook
+// sender's Presence); it must not block.
+type Events func(topic, user, client string, joined bool)
+
+// Tracker is a node's presence. Create it with New, hand it to the bus
+// (bus.SetPresence), then Run it.
+type Tracker struct {
+	cfg      Config
+	patterns []auth.Pattern
+	b        Bus
+	hub      Notifier
+	events   Events
+	now      func() time.Time
+	net      *transport // nil on a single node (cluster.go)
+
+	mu     sync.Mutex // guards everything below
+	local  map[string]int32
+	sums   map[string]int64          // topic → its count on the other live nodes
+	dirty  map[string]struct{}       // topics changed since the last report (cluster only)
+	sets   map[string]*memberSet     // topic → its local members (members.go)
+	remote map[string]map[string]int // topic → member key → how many other nodes list it
+	shown  map[string]map[string]wire.Member
+	mdirty map[string]struct{} // member topics whose union may have changed
+	grace  []graceEntry        // members in their grace period, oldest first
+	peers  map[string]*peer    // the other nodes' reports (cluster.go)
+	seq    uint64
+	resync bool // send a full report next period
+}
+
+// New returns a tracker for b; hub gets member events, events (may be nil)
+// this node's joins and leaves.
+func New(cfg Config, b Bus, hub Notifier, events Events) (*Tracker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	ps, _ := patterns(cfg.Members)
+	return &Tracker{cfg: cfg, patterns: ps, b: b, hub: hub, events: events, now: time.Now,
+		local: map[string]int32{}, sums: map[string]int64{}, dirty: map[string]struct{}{},
+		sets: map[string]*memberSet{}, remote: map[string]map[string]int{}, shown: map[string]map[string]wire.Member{},
+		mdirty: map[string]struct{}{}, peers: map[string]*peer{}, resync: true}, nil
+}
+
+// Node returns this node's name in the cluster's reports.
+func (t *Tracker) Node() string { return t.cfg.Node }
+
+// Counted implements bus.Presence.
+func (t *Tracker) Counted(topic string, subs int) int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if subs == 0 {
+		delete(t.local, topic)
+	} else {
+		t.local[topic] = int32(subs)
+	}
+	if t.net != nil {
+		t.dirty[topic] = struct{}{}
+	}
+	return t.sums[topic]
+}
+
+// Info is a topic's presence, for the API.
+type Info struct {
+	Topic string `json:"topic"`
+	// Subscribers is the cluster-wide count: Local plus the other live
+	// nodes' last reports.
+	Subscribers int64 `json:"subscribers"`
+	Local       int64 `json:"local"`
+	// Nodes is how many nodes' reports are counted (this one included).
+	Nodes int `json:"nodes"`
+	// Members is the member list, cluster-wide (member topics only).
+	Members []wire.Member `json:"members,omitempty"`
+	// MembersEnabled tells whether the topic keeps a member list.
+	MembersEnabled bool `json:"members_enabled"`
+}
+
+// Info returns a topic's presence.
+func (t *Tracker) Info(topic string) Info {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	in := Info{Topic: topic, Local: int64(t.local[topic]), Nodes: 1 + len(t.livePeers())}
+	in.Subscribers = in.Local + t.sums[topic]
+	if t.isMemberTopic(topic) {
+		in.MembersEnabled = true
+		in.Members = t.union(topic)
+	}
+	return in
+}
+
+func (t *Tracker) isMemberTopic(topic string) bool {
+	for _, p := range t.patterns {
+		if p.Match(topic) {
+			return true
+		}
+	}
+	return false
+}
