@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,20 +23,29 @@ import (
 )
 
 // TestBrowserDemoPage loads the demo page from an in-process server into a
-// real headless Chromium and checks what a user sees: the welcome, pushes
-// arriving live, and a ping typed into the box answered by a pong. It skips
-// only when no chromium is installed; .ci/run installs one.
+// real headless Chromium and checks what a user sees: the welcome with the
+// countdown to the first tick, pushes arriving live, a ping typed into the
+// box answered by a pong; a topic subscribed with the button; the curl
+// command the page shows, run as shown, publishing to it (and the message
+// appearing); the connection cut (the page is loaded through a TCP proxy
+// that drops every connection at once) while messages are published, and
+// the page reconnecting and resuming them ("resumed topic X: 2 replayed");
+// then a cut during which more is published than the history keeps, and
+// the page saying "history gone". It skips only when no chromium is
+// installed; .ci/run installs one.
 //
 // Set WSPUSH_SCREENSHOT=/some/file.png to keep a screenshot of the page.
 func TestBrowserDemoPage(t *testing.T) {
 	chromium := findChromium(t)
 	begin := time.Now()
 
-	// The server: fast pushes so that two arrive quickly, and a short
-	// shutdown. The environment is ignored so that WSPUSH_* variables of
-	// the shell cannot change what the page shows.
-	cfg, err := parseConfig([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-push-interval", "200ms"},
-		func(string) string { return "" }, io.Discard)
+	// The server: ticks every second (long enough to see the countdown),
+	// a short history, an admin token (the curl command must send it) and
+	// a short shutdown. The environment is ignored so that WSPUSH_*
+	// variables of the shell cannot change what the page shows.
+	const adminToken = "browser-admin-token"
+	cfg, err := parseConfig([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-push-interval", "1s",
+		"-history-size", "5", "-admin-token", adminToken}, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +55,13 @@ func TestBrowserDemoPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.shutdown(cfg) }) // runs last, after the browser is gone
-	pageURL := "http://" + n.gw.Addr().String() + "/"
+	proxy, err := newTCPProxy(n.gw.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.close)
+	pageURL := "http://" + proxy.addr() + "/"
+	adminURL := "http://" + n.admin.Addr().String()
 
 	// The browser: a fresh profile, and nothing that talks to the network
 	// by itself. Every step below runs under root, so a hung browser
@@ -68,10 +84,10 @@ func TestBrowserDemoPage(t *testing.T) {
 		// only loopback traffic is possible.
 		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
 		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(900, 700),
+		chromedp.WindowSize(900, 900),
 		chromedp.CombinedOutput(&chromeOut),
 	)
-	root, cancelRoot := context.WithTimeout(context.Background(), 25*time.Second)
+	root, cancelRoot := context.WithTimeout(context.Background(), 45*time.Second)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root, opts...)
 	ctx, cancelBrowser := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() {
@@ -99,6 +115,21 @@ func TestBrowserDemoPage(t *testing.T) {
 		saveScreenshot(t, ctx)
 		t.FailNow()
 	}
+	// waitFor polls until a log entry of class cls contains every one of
+	// want, and returns its text.
+	waitFor := func(cls string, d time.Duration, want ...string) string {
+		t.Helper()
+		text, err := chromedp.Run(ctx, chromedp.PollFunction[string](`(cls, want) => {
+			for (const li of document.querySelectorAll("#log li." + cls)) {
+				if (want.every(w => li.textContent.includes(w))) return li.textContent;
+			}
+			return "";
+		}`, chromedp.WithPollingArgs(cls, want), pollEvery, chromedp.WithPollingTimeout(d)))
+		if err != nil {
+			failed("no li.%s with %q on the page within %v: %v", cls, want, d, err)
+		}
+		return strings.TrimSpace(text)
+	}
 
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("starting %s: %v\nchromium output:\n%s", chromium, err, chromeOut.String())
@@ -110,22 +141,24 @@ func TestBrowserDemoPage(t *testing.T) {
 	}
 	t.Logf("page loaded from %s after %v", pageURL, time.Since(begin).Round(time.Millisecond))
 
-	// The welcome, then at least two pushes, each shown as it arrives.
-	welcome, err := chromedp.Run(ctx, chromedp.PollFunction[string](`(want) => {
-		const li = document.querySelector("#log li.welcome");
-		return li && li.textContent.includes(want) ? li.textContent : "";
-	}`, chromedp.WithPollingArgs(gateway.DefaultWelcome), pollEvery, chromedp.WithPollingTimeout(5*time.Second)))
+	// The welcome, with when the first tick comes, and a countdown to it.
+	t.Logf("welcome shown: %s", waitFor("welcome", 5*time.Second, gateway.DefaultWelcome, "the first in "))
+	countdown, err := chromedp.Run(ctx, chromedp.Poll[string](`(() => {
+		const t = document.getElementById("next").textContent;
+		return /^(first|next) tick in [01]\.\d s$/.test(t) ? t : "";
+	})()`, pollEvery, chromedp.WithPollingTimeout(3*time.Second)))
 	if err != nil {
-		failed("no li.welcome with %q on the page: %v", gateway.DefaultWelcome, err)
+		failed("#next shows no countdown to the next tick (one per second): %v", err)
 	}
-	t.Logf("welcome shown: %s", strings.TrimSpace(welcome))
+	t.Logf("countdown: %s", countdown)
 
+	// At least two pushes, each shown as it arrives.
 	ticks, err := chromedp.Run(ctx, chromedp.Poll[int](`(() => {
 		const n = parseInt(document.getElementById("ticks").textContent, 10);
 		return n >= 2 && document.querySelectorAll("#log li.tick").length >= 2 ? n : 0;
 	})()`, pollEvery, chromedp.WithPollingTimeout(5*time.Second)))
 	if err != nil {
-		failed("#ticks did not reach 2 with one push every 200ms: %v", err)
+		failed("#ticks did not reach 2 with one push every second: %v", err)
 	}
 	t.Logf("pushes counted in #ticks: %d", ticks)
 
@@ -139,19 +172,62 @@ func TestBrowserDemoPage(t *testing.T) {
 	); err != nil {
 		failed("typing %s into #msg and submitting: %v", ping, err)
 	}
-	pong, err := chromedp.Run(ctx, chromedp.PollFunction[string](`(id) => {
-		for (const li of document.querySelectorAll("#log li.pong")) {
-			if (li.textContent.includes(JSON.stringify(id))) return li.textContent;
-		}
-		return "";
-	}`, chromedp.WithPollingArgs(id), pollEvery, chromedp.WithPollingTimeout(5*time.Second)))
-	if err != nil {
-		failed("no li.pong with id %q after sending %s: %v", id, ping, err)
-	}
-	t.Logf("sent %s, pong shown: %s", ping, strings.TrimSpace(pong))
+	t.Logf("sent %s, pong shown: %s", ping, waitFor("pong", 5*time.Second, strconv.Quote(id)))
 
-	// Nothing went wrong on the way: no error entry in the log, still
-	// connected, and no exception or error in the console.
+	// A topic subscribed with the button.
+	topic := "demo-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
+	if err := chromedp.Do(ctx,
+		chromedp.Clear(chromedp.ID("topic")),
+		chromedp.SendKeys(chromedp.ID("topic"), topic),
+		chromedp.Click(chromedp.CSS(`#subscribe button[type="submit"]`)),
+	); err != nil {
+		failed("typing %s into #topic and subscribing: %v", topic, err)
+	}
+	t.Logf("subscribed: %s", waitFor("subscribed", 5*time.Second, "subscribed to "+topic))
+
+	// The curl command the page shows, run as shown (with the token in the
+	// variable it names), publishes to the topic; the message appears.
+	curl, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("curl").textContent`))
+	if err != nil {
+		failed("reading #curl: %v", err)
+	}
+	if !strings.Contains(curl, adminURL+"/v1/publish") || !strings.Contains(curl, `"topic":"`+topic+`"`) {
+		failed("#curl shows %q, want a publish of %s to %s/v1/publish", curl, topic, adminURL)
+	}
+	sh := exec.Command("sh", "-c", curl)
+	sh.Env = append(os.Environ(), "WSPUSH_ADMIN_TOKEN="+adminToken)
+	out, err := sh.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"seq": 1`) {
+		failed("running the page's %q: %v, %s; want seq 1 published", curl, err, out)
+	}
+	t.Logf("ran %s", curl)
+	waitFor("msg", 5*time.Second, topic+" #1: ", "hello from curl")
+	publishWithToken(t, adminURL, adminToken, topic, 2)
+	waitFor("msg", 5*time.Second, topic+" #2: ")
+
+	// The connection cut while two messages are published: the page
+	// reconnects (after 250 ms) and resumes them from the history.
+	if cut := proxy.cut(); cut == 0 {
+		failed("the proxy had no connection to cut")
+	}
+	publishWithToken(t, adminURL, adminToken, topic, 3, 4)
+	t.Logf("after the cut: %s", waitFor("lost", 5*time.Second, "connection closed (1006)"))
+	t.Logf("resume shown: %s", waitFor("resumed", 10*time.Second, "resumed topic "+topic+": 2 replayed"))
+	waitFor("msg", time.Second, topic+" #3 (replayed)")
+	waitFor("msg", time.Second, topic+" #4 (replayed)")
+
+	// Cut again while more is published than the history keeps (5): the
+	// resume cannot be served, and the page says so.
+	if cut := proxy.cut(); cut == 0 {
+		failed("the proxy had no connection to cut the second time")
+	}
+	publishWithToken(t, adminURL, adminToken, topic, 5, 6, 7, 8, 9, 10, 11)
+	t.Logf("history gone shown: %s", waitFor("gone", 10*time.Second, "history gone for topic "+topic, "after #4 up to #11"))
+	publishWithToken(t, adminURL, adminToken, topic, 12)
+	waitFor("msg", 5*time.Second, topic+" #12: ")
+
+	// Nothing went wrong on the way: no error entry in the log, connected
+	// again, and no exception or error in the console.
 	check, err := chromedp.Run(ctx, chromedp.Evaluate[struct {
 		Errors []string `json:"errors"`
 		Status string   `json:"status"`
@@ -170,6 +246,11 @@ func TestBrowserDemoPage(t *testing.T) {
 	}
 	for _, m := range console() {
 		if m.IsException() || m.Type == chromedp.ConsoleError {
+			// The cut connections are the test's doing; Chromium logs them.
+			if strings.Contains(m.Text, "WebSocket connection to") {
+				t.Logf("console (expected after a cut): %s", m.Text)
+				continue
+			}
 			failed("console %s at %s:%d: %s", m.Type, m.URL, m.Line+1, m.Text)
 		}
 		t.Logf("console: %s", m)
@@ -177,6 +258,31 @@ func TestBrowserDemoPage(t *testing.T) {
 
 	saveScreenshot(t, ctx)
 	t.Logf("browser checks done in %v", time.Since(begin).Round(time.Millisecond))
+}
+
+// publishWithToken publishes {"n": i} to topic for each i in one batch
+// through the admin API, and checks that they got seqs in order.
+func publishWithToken(t *testing.T, adminURL, token, topic string, ns ...int) {
+	t.Helper()
+	var msgs []string
+	for _, i := range ns {
+		msgs = append(msgs, fmt.Sprintf(`{"topic":%q,"data":{"n":%d}}`, topic, i))
+	}
+	req, err := http.NewRequest("POST", adminURL+"/v1/publish/batch", strings.NewReader(`{"messages":[`+strings.Join(msgs, ",")+`]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), fmt.Sprintf(`"seq": %d`, ns[len(ns)-1])) {
+		t.Fatalf("publishing %v to %s: %s %s", ns, topic, resp.Status, body)
+	}
 }
 
 // pollEvery makes the polls run on a timer: a headless page may not draw

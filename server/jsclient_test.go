@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -77,15 +78,24 @@ func TestClientScriptServed(t *testing.T) {
 
 // TestJSClient runs the JavaScript client's node:test suite (client/test)
 // against real wspush processes started by the fixture (jsfixture_test.go).
-// Without node the test skips, except on CI (CI=true) where it fails.
+// Without a node that has WebSocket (Node ≥ 20) the test skips, except on
+// CI (CI=true) where it fails.
 // WSPUSH_JS_TESTS=pattern runs only the test files whose names contain it.
 func TestJSClient(t *testing.T) {
 	node, err := exec.LookPath("node")
+	if err == nil {
+		// Node 20 has WebSocket behind the flag, 22 and later by default;
+		// older ones have none.
+		out, verr := exec.Command(node, "--experimental-websocket", "--no-warnings", "-p", "typeof WebSocket").Output()
+		if verr != nil || strings.TrimSpace(string(out)) != "function" {
+			err = fmt.Errorf("%s has no WebSocket (%q, %v)", node, strings.TrimSpace(string(out)), verr)
+		}
+	}
 	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatal("node is not installed; the JavaScript client's tests need Node ≥ 20")
+			t.Fatalf("the JavaScript client's tests need Node ≥ 20 (22 recommended): %v", err)
 		}
-		t.Skip("node is not installed; the JavaScript client's tests need Node ≥ 20")
+		t.Skipf("the JavaScript client's tests need Node ≥ 20 (22 recommended): %v", err)
 	}
 	_, addr := newFixture(t)
 	dir, err := filepath.Abs("../client")

@@ -156,7 +156,6 @@ func start(cfg Config) (*node, error) {
 	}
 	n.hub = h
 	gcfg := cfg.Gateway
-	gcfg.Page = demo.Handler()
 	gcfg.Script = client.Handler()
 	maxUnsent := cfg.Hub.MaxUnsent
 	if maxUnsent <= 0 {
@@ -172,6 +171,8 @@ func start(cfg Config) (*node, error) {
 		_ = n.group.stop() // with -state-dir: saves the restored state again
 		return nil, fmt.Errorf("wspush: %w", err)
 	}
+	// The demo page shows the curl command that publishes through the admin listener.
+	gcfg.Page = demo.Handler(demo.Config{AdminAddr: n.admin.Addr().String(), AdminToken: cfg.AdminToken != ""})
 	n.group.add("admin listener", n.admin.Run)
 	fail := func(err error) (*node, error) {
 		_ = n.group.stop()

@@ -266,14 +266,14 @@ test("client: liveness from interval_ms, and own pings when ticks are off", asyn
 });
 
 test("client: getToken before exp, after a refusal and after token expired", async () => {
-  const clock0 = fakeClock();
   let calls = 0;
+  let clock = null;
   const mk = (expMs) =>
     "h." + Buffer.from(JSON.stringify({ sub: "a", exp: Math.floor(expMs / 1000) })).toString("base64url") + ".s";
-  const { c, ws, of, clock } = setup({
-    getToken: async () => (calls++, mk(clock0.now() + 0)), // replaced below
-  });
-  c._getToken = async () => (calls++, mk(clock.now() + 100_000));
+  // Tokens valid for 100 s from the fake clock's now.
+  const env = setup({ getToken: async () => (calls++, mk(clock.now() + 100_000)) });
+  const { c, ws, of } = env;
+  clock = env.clock;
   c.connect();
   await flush();
   assert.equal(calls, 1);

@@ -232,12 +232,17 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// AppendWelcome appends the welcome payload.
-func AppendWelcome(dst []byte, id string, intervalMS int64, text string) []byte {
+// AppendWelcome appends the welcome payload; firstDue, when the first tick
+// is due (Unix ns), is left out when 0 (ticks off).
+func AppendWelcome(dst []byte, id string, intervalMS, firstDue int64, text string) []byte {
 	dst = append(dst, `{"type":"welcome","id":`...)
 	dst = AppendString(dst, id)
 	dst = append(dst, `,"interval_ms":`...)
 	dst = strconv.AppendInt(dst, intervalMS, 10)
+	if firstDue != 0 {
+		dst = append(dst, `,"first_due":`...)
+		dst = strconv.AppendInt(dst, firstDue, 10)
+	}
 	dst = append(dst, `,"text":`...)
 	dst = AppendString(dst, text)
 	return append(dst, '}')

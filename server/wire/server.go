@@ -14,6 +14,7 @@ type ServerMsg struct {
 	// error), as JSON text.
 	ID         json.RawMessage `json:"id,omitempty"`
 	IntervalMS int64           `json:"interval_ms,omitempty"`
+	FirstDue   int64           `json:"first_due,omitempty"` // welcome: when tick 1 is due (Unix ns)
 	Text       string          `json:"text,omitempty"`
 	Seq        uint64          `json:"seq,omitempty"`
 	Due        int64           `json:"due,omitempty"`

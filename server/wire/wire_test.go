@@ -57,7 +57,8 @@ func TestEncodersProduceValidJSON(t *testing.T) {
 		AppendSubscribed(nil, "t", ModeLatest, 0, "e1", false, nil),
 		AppendUnsubscribed(nil, "t", nil),
 		AppendPublished(nil, "t", 3, []byte("1")),
-		AppendWelcome(nil, "c1", 5000, "Welcome to the server!"),
+		AppendWelcome(nil, "c1", 5000, 1_700_000_000_000_000_000, "Welcome to the server!"),
+		AppendWelcome(nil, "c1", 0, 0, "ticks off"),
 		AppendTick(nil, 1, 1_700_000_000_000_000_000, ""),
 		AppendTick(nil, 2, -5, "with \"text\" <b>\n"),
 		AppendPong(nil, []byte(`"abc"`)),
@@ -69,8 +70,12 @@ func TestEncodersProduceValidJSON(t *testing.T) {
 		}
 	}
 	var m ServerMsg
-	if err := ParseServer(AppendWelcome(nil, "c1", 5000, "hi"), &m); err != nil || m.Type != TypeWelcome || string(m.ID) != `"c1"` || m.IntervalMS != 5000 || m.Text != "hi" {
+	if err := ParseServer(AppendWelcome(nil, "c1", 5000, 1_700_000_000_123_456_789, "hi"), &m); err != nil || m.Type != TypeWelcome ||
+		string(m.ID) != `"c1"` || m.IntervalMS != 5000 || m.FirstDue != 1_700_000_000_123_456_789 || m.Text != "hi" {
 		t.Fatalf("welcome %+v %v", m, err)
+	}
+	if got := string(AppendWelcome(nil, "c1", 0, 0, "x")); got != `{"type":"welcome","id":"c1","interval_ms":0,"text":"x"}` {
+		t.Fatalf("welcome with ticks off: %s, want no first_due", got)
 	}
 }
 

@@ -185,7 +185,7 @@ func (s *Server) serve(c net.Conn) {
 		var frame []byte
 		switch {
 		case st.Welcome:
-			frame = wire.AppendFrame(nil, wire.OpText, wire.AppendWelcome(nil, "c", 1000, "hi"))
+			frame = wire.AppendFrame(nil, wire.OpText, wire.AppendWelcome(nil, "c", 1000, 0, "hi"))
 		case st.Tick > 0:
 			due := time.Now().Add(-st.Late).UnixNano()
 			frame = wire.AppendFrame(nil, wire.OpText, wire.AppendTick(nil, st.Tick, due, ""))

@@ -1,23 +1,48 @@
 // Package demo serves the demo page at "/" on the WebSocket port: a
-// self-contained HTML page that connects to /ws, shows the welcome and each
-// push live, and sends messages typed into a box. It holds no state.
+// self-contained HTML page that connects to /ws, shows the welcome, a
+// countdown to the next tick and each push live, subscribes to topics
+// (stream mode) and resumes them with since + epoch after a reconnect,
+// shows the curl command that publishes to a topic through the admin
+// listener, and sends messages typed into a box.
+//
+// The page is rendered once, when Handler is called, with what it cannot
+// learn over the WebSocket (the admin listener's address, whether the
+// admin API needs a token; never the token itself). The handler holds no
+// mutable state and is safe for concurrent use.
 package demo
 
 import (
+	"bytes"
 	_ "embed"
+	"html"
 	"net/http"
+	"strconv"
 )
 
 //go:embed index.html
 var page []byte
 
+// Config is what the page shows of the server's configuration.
+type Config struct {
+	// AdminAddr is the admin listener's address as it listens (host:port;
+	// an unspecified host is shown as the page's own host): the publish
+	// API the curl command posts to. Empty shows the default
+	// 127.0.0.1:8081.
+	AdminAddr string
+	// AdminToken reports whether the admin API needs a bearer token: the
+	// curl command then sends $WSPUSH_ADMIN_TOKEN.
+	AdminToken bool
+}
+
 // Handler returns the page's handler.
-func Handler() http.Handler {
+func Handler(cfg Config) http.Handler {
+	body := bytes.Replace(page, []byte("{{ADMIN_ADDR}}"), []byte(html.EscapeString(cfg.AdminAddr)), 1)
+	body = bytes.Replace(body, []byte("{{ADMIN_TOKEN}}"), []byte(strconv.FormatBool(cfg.AdminToken)), 1)
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Cache-Control", "no-cache")
 		h.Set("Content-Security-Policy", "default-src 'self'; img-src data:; connect-src 'self' ws: wss:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
-		_, _ = w.Write(page)
+		_, _ = w.Write(body)
 	})
 }

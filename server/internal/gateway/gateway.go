@@ -430,7 +430,8 @@ func (g *Gateway) onOpen(c *websocket.Conn) {
 	cl := g.hub.NewClient(pollerClosed(c, conn)) // only the poller closes the socket (pollerclose.go)
 	c.SetSession(&session{cl: cl})
 	interval := g.hub.PushInterval().Milliseconds()
-	g.reply(cl, func(b []byte) []byte { return wire.AppendWelcome(b, cl.ID(), interval, g.cfg.Welcome) })
+	firstDue := g.hub.Place(cl) // the welcome says when tick 1 is due, then the shard may tick
+	g.reply(cl, func(b []byte) []byte { return wire.AppendWelcome(b, cl.ID(), interval, firstDue, g.cfg.Welcome) })
 	g.hub.Register(cl)
 }
 

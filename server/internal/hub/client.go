@@ -38,6 +38,15 @@ type Client struct {
 
 	seq    uint64 // ticks sent; owned by the shard goroutine
 	visits uint32 // owned by the shard goroutine
+	// slot is the wheel slot Place chose, phase the client's tick phase
+	// among the visits of one push interval (a tick on each visit where
+	// visits+phase is a multiple of pushEvery, so that clients placed
+	// together tick at different visits too), first the low 32 bits of the
+	// absolute number of the visit Place planned as the first (the shard
+	// makes the visits it missed when it adds the client late: catchUp).
+	// All three are set before Register and only read after.
+	slot  uint16
+	phase uint16
 	// subs is the client's subscriptions, one record each (at most the
 	// gateway's MaxSubs, searched by topic name: a pointer each where a map
 	// cost ~350 B per client; nil until the first, so that an idle client
@@ -51,6 +60,7 @@ type Client struct {
 	lastRead atomic.Int64 // Unix ns of the last inbound frame (coarse clock)
 	unsent   atomic.Int64 // bytes written but not yet taken by the socket
 	state    atomic.Uint32
+	first    uint32                 // see slot
 	reason   atomic.Pointer[string] // why it is being closed
 	badRun   atomic.Uint32          // bad messages in a row
 	compress atomic.Bool            // the client negotiated permessage-deflate

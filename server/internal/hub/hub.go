@@ -6,10 +6,11 @@
 //
 // # Concurrency contract
 //
-//   - Register, Unregister, Client.Send, Client.CloseWith and Client.Touch
-//     may be called from any goroutine (nbio's pollers and executors) and
-//     never block for longer than a short mutex hold: a shard's mutex guards
-//     only its pending lists, and each call appends one element to one.
+//   - Place, Register, Unregister, Client.Send, Client.CloseWith and
+//     Client.Touch may be called from any goroutine (nbio's pollers and
+//     executors) and never block for longer than a short mutex hold: a
+//     shard's mutex guards only its pending lists and its slot planner, and
+//     each call appends one element to one list or counts one slot.
 //   - Each shard's goroutine owns its wheel, its closing queue, its scratch
 //     buffer and the wheel-side fields of its clients (seq, visits,
 //     lastPing). It takes pending additions, removals and closes under the
@@ -160,7 +161,7 @@ func New(cfg Config, m *metrics.Metrics) (*Hub, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hub: %w", err)
 		}
-		h.shards = append(h.shards, &shard{h: h, idx: i, wheel: w, buf: make([]byte, 0, 512),
+		h.shards = append(h.shards, &shard{h: h, idx: i, wheel: w, plan: wheel.NewPlanner(slots), buf: make([]byte, 0, 512),
 			wake: make(chan struct{}, 1), streams: map[*bus.Topic][]*sub{}})
 	}
 	return h, nil
@@ -242,10 +243,42 @@ func (h *Hub) NewClient(conn Conn) *Client {
 	return c
 }
 
-// Register puts c on a shard; its first tick comes within one push interval.
-func (h *Hub) Register(c *Client) {
+// Place chooses c's shard and wheel slot, balanced as the wheel's Add
+// would, and returns when its first tick is due (Unix ns; 0 when ticks are
+// off): the first visit of its slot after now, or the pushEvery-th when
+// keepalive cuts the interval into several visits. That is within one push
+// interval, spread over it for balance, never sooner because of when c
+// arrived; when a push interval is several visits, clients placed
+// together also get different phases among them (Client.phase). The
+// gateway calls Place before it writes the welcome, which
+// carries that time, then Register; Register places a client not placed.
+// The shard keeps the promise: a client it adds after its slot's planned
+// visit passed gets the visits it missed at once, each with its own due
+// time (shard.catchUp), like any late tick.
+func (h *Hub) Place(c *Client) int64 {
 	s := h.shards[int(h.next.Add(1))%len(h.shards)]
-	c.shard = s
+	s.mu.Lock()
+	slot := s.plan.Take()
+	s.placed++
+	phase := s.placed % min(max(h.pushEvery, 1), 1<<16-1)
+	s.mu.Unlock()
+	now := time.Unix(0, max(h.Now(), time.Now().UnixNano()))
+	first := s.wheel.FirstAfter(slot, now)
+	c.shard, c.slot, c.phase, c.first = s, uint16(slot), uint16(phase), uint32(first)
+	if h.pushEvery == 0 {
+		return 0
+	}
+	visit := h.pushEvery - phase // the first with visits+phase a multiple of pushEvery
+	return s.wheel.Due(first + int64(visit-1)*int64(s.wheel.Slots())).UnixNano()
+}
+
+// Register puts c on its shard (Place); its first tick comes within one
+// push interval.
+func (h *Hub) Register(c *Client) {
+	if c.shard == nil {
+		h.Place(c)
+	}
+	s := c.shard
 	h.clients.Add(1)
 	h.m.Accepted.Inc()
 	s.mu.Lock()
@@ -268,6 +301,7 @@ func (h *Hub) Unregister(c *Client) {
 	s := c.shard
 	s.mu.Lock()
 	s.dels = append(s.dels, c)
+	s.plan.Release(int(c.slot))
 	s.mu.Unlock()
 }
 

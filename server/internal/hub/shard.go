@@ -22,12 +22,14 @@ type shard struct {
 	idx  int
 	wake chan struct{} // signalled when the inbox gets an item
 
-	mu     sync.Mutex // guards adds, dels, closes, inbox and queued
+	mu     sync.Mutex // guards adds, dels, closes, inbox, queued, plan and placed
 	adds   []*Client
 	dels   []*Client
 	closes []closing
 	inbox  []item
-	queued int // messages (not subscription changes) in inbox
+	queued int            // messages (not subscription changes) in inbox
+	plan   *wheel.Planner // the wheel's slot loads, counted by Place and Unregister
+	placed uint32         // clients placed, for their tick phases
 
 	// Owned by the shard goroutine.
 	wheel   *wheel.Wheel[*Client]
@@ -69,7 +71,8 @@ func (s *shard) run(stop <-chan struct{}) {
 }
 
 // step is one wake-up: apply what other goroutines queued, visit every due
-// slot, then admit new clients (their first visit is a full slot away).
+// slot, then admit new clients in the slots Place chose (catching up the
+// visits of theirs that are already past).
 func (s *shard) step(now time.Time) {
 	nowNs := now.UnixNano()
 	s.h.clock.Store(nowNs)
@@ -97,18 +100,38 @@ func (s *shard) step(now time.Time) {
 	}
 	for _, c := range adds {
 		if c.state.Load() == stateOpen {
-			_ = s.wheel.Add(c)
+			_ = s.wheel.AddAt(c, int(c.slot))
+			s.catchUp(c)
 			if s.drainOn {
 				s.drained = append(s.drained, c)
 			}
 		}
 	}
+	s.flush()
 	s.expireClosing(nowNs)
 	s.drainStep(now)
 
 	clear(adds)
 	clear(dels)
 	s.spare[0], s.spare[1] = adds, dels
+}
+
+// catchUp makes the visits of c, just added, that Place planned but the
+// wheel has already passed (the shard woke late, or c's slot came due
+// between Place and this wake-up), in order, each with its own due time:
+// so c's first tick is due when its welcome said, and its ticks stay one
+// interval apart. c.first holds the low 32 bits of the planned first
+// visit's number, enough for a distance of fewer than 2³¹ slots.
+func (s *shard) catchUp(c *Client) {
+	next := s.wheel.Next()
+	behind := int64(uint32(next) - c.first) // slots from the planned first visit to next
+	if behind <= 0 || behind >= 1<<31 {
+		return // not passed yet
+	}
+	n := int64(s.wheel.Slots())
+	for k := next - behind; k < next && c.state.Load() == stateOpen; k += n {
+		s.visitClient(c, s.wheel.Due(k).UnixNano(), s.h.Now())
+	}
 }
 
 // visit is called by the wheel for each due slot.
@@ -135,7 +158,7 @@ func (s *shard) visitClient(c *Client, dueNs, now int64) {
 		return
 	}
 	c.visits++
-	if h.pushEvery != 0 && c.visits%h.pushEvery == 0 {
+	if h.pushEvery != 0 && (c.visits+uint32(c.phase))%h.pushEvery == 0 {
 		s.tick(c, dueNs)
 	}
 	if h.cfg.IdleTimeout != Disabled && now-c.lastRead.Load() > int64(h.cfg.IdleTimeout) {

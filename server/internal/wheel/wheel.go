@@ -88,21 +88,90 @@ func (w *Wheel[T]) NextDue() time.Time { return w.due(w.next) }
 // cursor and the slot half a period away from it. Adding an entry that is
 // already in a wheel is an error.
 func (w *Wheel[T]) Add(e T) error {
+	n := len(w.slots)
+	a, b := w.cursor, (w.cursor+n/2)%n
+	if len(w.slots[b]) < len(w.slots[a]) {
+		a = b
+	}
+	if err := w.AddAt(e, a); err != nil {
+		return err
+	}
+	w.cursor = (w.cursor + 1) % n
+	return nil
+}
+
+// AddAt puts e in the given slot, one a Planner chose. Adding an entry that
+// is already in a wheel, or to a slot out of range, is an error.
+func (w *Wheel[T]) AddAt(e T, slot int) error {
 	p := e.WheelPos()
 	if p.slot != 0 {
 		return fmt.Errorf("wheel: entry already in slot %d", p.slot-1)
 	}
-	n := len(w.slots)
-	a := w.cursor
-	b := (a + n/2) % n
-	w.cursor = (a + 1) % n
-	if len(w.slots[b]) < len(w.slots[a]) {
-		a = b
+	if slot < 0 || slot >= len(w.slots) {
+		return fmt.Errorf("wheel: slot %d out of range [0, %d)", slot, len(w.slots))
 	}
-	p.slot, p.idx = int32(a+1), int32(len(w.slots[a]))
-	w.slots[a] = append(w.slots[a], e)
+	p.slot, p.idx = int32(slot+1), int32(len(w.slots[slot]))
+	w.slots[slot] = append(w.slots[slot], e)
 	w.entries++
 	return nil
+}
+
+// Next returns the absolute number of the next slot Advance will visit:
+// every visit of a lower number has been made.
+func (w *Wheel[T]) Next() int64 { return w.next }
+
+// Due returns the due time of absolute slot k (slot k mod Slots() in round
+// k / Slots()). Like FirstAfter, Period and Slots it reads only what New
+// set, so it may be called from any goroutine while the owner uses the
+// wheel.
+func (w *Wheel[T]) Due(k int64) time.Time { return w.due(k) }
+
+// FirstAfter returns the absolute number of slot's first visit due after
+// t. It may be called from any goroutine (see Due).
+func (w *Wheel[T]) FirstAfter(slot int, t time.Time) int64 {
+	n := int64(len(w.slots))
+	k := int64(slot)
+	if t.After(w.start) {
+		k += int64(t.Sub(w.start)/w.period) * n
+	}
+	for !w.due(k).After(t) {
+		k += n
+	}
+	return k
+}
+
+// Planner chooses entries' slots before they are added (AddAt), for an
+// owner that must know an entry's slot, and so its due times, before the
+// goroutine that owns the wheel adds it. It balances as Add does, by the
+// entries it counts: Take chooses the less loaded of the round-robin
+// cursor and the slot half a period away and counts an entry there;
+// Release uncounts one. A Planner is not safe for concurrent use: its
+// owner guards it with a lock.
+type Planner struct {
+	load   []int32
+	cursor int
+}
+
+// NewPlanner returns a planner for a wheel of n slots.
+func NewPlanner(n int) *Planner { return &Planner{load: make([]int32, n)} }
+
+// Take chooses a slot for one more entry.
+func (p *Planner) Take() int {
+	n := len(p.load)
+	a, b := p.cursor, (p.cursor+n/2)%n
+	p.cursor = (p.cursor + 1) % n
+	if p.load[b] < p.load[a] {
+		a = b
+	}
+	p.load[a]++
+	return a
+}
+
+// Release uncounts an entry of slot (one Take returned) that left.
+func (p *Planner) Release(slot int) {
+	if slot >= 0 && slot < len(p.load) && p.load[slot] > 0 {
+		p.load[slot]--
+	}
 }
 
 // Remove takes e out of the wheel; it reports whether e was there.
