@@ -15,6 +15,7 @@ import (
 	"wspush/server/internal/auth"
 	"wspush/server/internal/bus"
 	"wspush/server/internal/gateway"
+	"wspush/server/internal/hook"
 	"wspush/server/internal/hub"
 	"wspush/server/internal/natsbus"
 	"wspush/server/internal/presence"
@@ -122,6 +123,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.StringVar(&g.TLSCertFile, "tls-cert", "", "PEM certificate (chain) for wss:// on -addr; needs -tls-key")
 	fs.StringVar(&g.TLSKeyFile, "tls-key", "", "PEM private key for -tls-cert")
 	clusterFlags(fs, &c.NATS)
+	hookFlags(fs, &g.Hooks) // backend hooks (docs/backend.md)
 	presenceFlags(fs, &c.Presence)
 	// Webhooks (docs/backend.md).
 	wh := &c.Webhook
@@ -405,4 +407,35 @@ func parseSize(v string) (int, error) {
 		return 0, fmt.Errorf("not a size: %q (use bytes, or a number with KiB, MiB or GiB)", v)
 	}
 	return n * mult, nil
+}
+
+// hookFlags binds the backend hooks' flags (docs/backend.md).
+func hookFlags(fs *flag.FlagSet, h *gateway.Hooks) {
+	fs.StringVar(&h.Connect, "proxy-connect", "", "connect hook: POST each upgraded connection's allow-listed headers and query to this http(s) URL; the answer accepts (user, topic patterns, expiry) or refuses (close 4000+status); empty = off")
+	fs.StringVar(&h.Subscribe, "proxy-subscribe", "", "subscribe hook: POST each sub to this http(s) URL; the answer allows (optional data sent in \"subscribed\") or denies (\"forbidden\"); empty = off")
+	fs.StringVar(&h.RPC, "proxy-rpc", "", "rpc hook: POST each client rpc message to this http(s) URL and answer with its result (rpc_result) or error; empty = off (rpc gets \"not_available\")")
+	fs.StringVar(&h.Publish, "proxy-publish", "", "publish hook: POST each client pub to this http(s) URL, which may refuse it or replace its data, before it is published; empty = off")
+	h.Timeout = hook.DefaultTimeout
+	fs.DurationVar(&h.Timeout, "proxy-timeout", h.Timeout, "longest wait for a hook's answer, queueing included; over it the client gets \"timeout\" (connect: close 4504); with -proxy-connect at most -handshake-timeout")
+	fs.IntVar(&h.Concurrency, "proxy-concurrency", hook.DefaultConcurrency, "calls in flight per hook (worker goroutines and kept-alive connections to the backend)")
+	fs.IntVar(&h.Queue, "proxy-queue", hook.DefaultQueue, "calls waiting per hook; over it the client gets \"overloaded\" at once")
+	fs.IntVar(&h.Total, "proxy-total", hook.DefaultTotal, "calls in flight over all hooks together")
+	h.ConnectHeaders, h.ConnectQuery = gateway.DefaultConnectHeaders, gateway.DefaultConnectQuery
+	fs.Var((*nameList)(&h.ConnectHeaders), "proxy-connect-headers", "comma-separated request headers passed to the connect hook (Cookie passes the cookies), or *")
+	fs.Var((*nameList)(&h.ConnectQuery), "proxy-connect-query", "comma-separated query parameters passed to the connect hook, or *")
+}
+
+// nameList is a comma-separated list flag.
+type nameList []string
+
+func (l *nameList) String() string { return strings.Join(*l, ",") }
+
+func (l *nameList) Set(v string) error {
+	*l = nil
+	for _, n := range strings.Split(v, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			*l = append(*l, n)
+		}
+	}
+	return nil
 }

@@ -23,6 +23,8 @@ const (
 	TypePub          = "pub"          // client → server: publish (when allowed)
 	TypePublished    = "published"    // server → client: the answer to pub
 	TypeMsg          = "msg"          // server → client: a published message
+	TypeRPC          = "rpc"          // client → server: a call to the application's backend (-proxy-rpc)
+	TypeRPCResult    = "rpc_result"   // server → client: the backend's answer to rpc
 )
 
 // Subscription modes.
@@ -42,6 +44,12 @@ const (
 	CodeLimit       = "limit"        // e.g. more subscriptions than allowed
 	CodeOverloaded  = "overloaded"   // the server sheds a publish; retry later
 	CodeRateLimited = "rate_limited" // pub faster than the connection's publish rate; retry later
+	// Backend hooks (docs/backend.md); a backend's own error codes pass
+	// through as well.
+	CodeNotAvailable = "not_available" // rpc without an rpc hook (-proxy-rpc)
+	CodeTimeout      = "timeout"       // the backend did not answer in time
+	CodeUnavailable  = "unavailable"   // the backend is down or its circuit breaker is open
+	CodeBadGateway   = "bad_gateway"   // the backend's answer was not valid
 )
 
 // MaxIDBytes bounds the client's correlation id (its JSON text).
@@ -61,11 +69,15 @@ type ClientMsg struct {
 	Since    uint64
 	HasSince bool
 	Epoch    string
-	Data     []byte // pub: the JSON value to publish
+	Data     []byte // pub: the JSON value to publish; rpc: its data (nil if absent)
+	Method   string // rpc: the method, 1 to MaxMethodBytes bytes
 	// Presence (sub): the client's ticks carry the topic's cluster-wide
 	// subscriber count when it changed ("presence":{"topic":n}).
 	Presence bool
 }
+
+// MaxMethodBytes bounds an rpc's method name.
+const MaxMethodBytes = 128
 
 // ProtocolError is a client frame the server refuses; Code and Reason go
 // back to the client in an error frame.
@@ -81,13 +93,14 @@ func badRequest(format string, args ...any) error {
 }
 
 type clientFields struct {
-	Type  *string         `json:"type"`
-	ID    json.RawMessage `json:"id"`
-	Topic *string         `json:"topic"`
-	Mode  string          `json:"mode"`
-	Since *uint64         `json:"since"`
-	Epoch string          `json:"epoch"`
-	Data  json.RawMessage `json:"data"`
+	Type   *string         `json:"type"`
+	ID     json.RawMessage `json:"id"`
+	Topic  *string         `json:"topic"`
+	Mode   string          `json:"mode"`
+	Since  *uint64         `json:"since"`
+	Epoch  string          `json:"epoch"`
+	Data   json.RawMessage `json:"data"`
+	Method *string         `json:"method"`
 	// Presence (sub): ticks carry the topic's subscriber count.
 	Presence bool `json:"presence"`
 }
@@ -113,6 +126,9 @@ func ParseClient(b []byte) (ClientMsg, error) {
 			return m, badRequest("missing field \"id\"")
 		}
 		return m, nil
+	case TypeRPC:
+		err := parseRPC(&f, &m)
+		return m, err
 	case TypeSub, TypeUnsub, TypePub:
 	default:
 		return m, badRequest("unknown type %q", truncate(m.Type, 32))
@@ -201,6 +217,21 @@ func parseSub(f *clientFields, m *ClientMsg) error {
 	}
 	m.Epoch = f.Epoch
 	m.Presence = f.Presence
+	return nil
+}
+
+// parseRPC reads an rpc's method and data from f into m.
+func parseRPC(f *clientFields, m *ClientMsg) error {
+	if f.Method == nil || *f.Method == "" {
+		return badRequest("missing field \"method\"")
+	}
+	if len(*f.Method) > MaxMethodBytes {
+		return badRequest("field \"method\" is longer than %d bytes", MaxMethodBytes)
+	}
+	m.Method = *f.Method
+	if len(f.Data) > 0 && !bytes.Equal(f.Data, []byte("null")) {
+		m.Data = f.Data
+	}
 	return nil
 }
 
@@ -303,6 +334,12 @@ func AppendMsg(dst []byte, topic string, seq uint64, ts int64, data []byte) []by
 // says that the history could not cover the requested since: messages
 // were lost.
 func AppendSubscribed(dst []byte, topic, mode string, seq uint64, epoch string, historyGone bool, id []byte) []byte {
+	return AppendSubscribedData(dst, topic, mode, seq, epoch, historyGone, nil, id)
+}
+
+// AppendSubscribedData is AppendSubscribed with the subscribe hook's data
+// (JSON text, left out when nil).
+func AppendSubscribedData(dst []byte, topic, mode string, seq uint64, epoch string, historyGone bool, data, id []byte) []byte {
 	dst = append(dst, `{"type":"subscribed","topic":`...)
 	dst = AppendString(dst, topic)
 	dst = append(dst, `,"mode":`...)
@@ -313,6 +350,10 @@ func AppendSubscribed(dst []byte, topic, mode string, seq uint64, epoch string, 
 	dst = AppendString(dst, epoch)
 	if historyGone {
 		dst = append(dst, `,"history_gone":true`...)
+	}
+	if data != nil {
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, data...)
 	}
 	return appendID(dst, id)
 }
@@ -339,6 +380,14 @@ func appendID(dst, id []byte) []byte {
 		dst = append(dst, id...)
 	}
 	return append(dst, '}')
+}
+
+// AppendRPCResult appends the answer to an rpc: the backend's result
+// (JSON text) and the rpc's id.
+func AppendRPCResult(dst, data, id []byte) []byte {
+	dst = append(dst, `{"type":"rpc_result","data":`...)
+	dst = append(dst, data...)
+	return appendID(dst, id)
 }
 
 // AppendPong appends the answer to a ping carrying id (JSON text).

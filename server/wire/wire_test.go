@@ -139,7 +139,8 @@ func TestParseClient(t *testing.T) {
 }
 
 func FuzzParseClient(f *testing.F) {
-	for _, s := range []string{`{"type":"ping","id":1}`, `{"type":"sub","topic":"a"}`, `[]`, `{"type":`, `{"id":"x"}`, "\xff"} {
+	for _, s := range []string{`{"type":"ping","id":1}`, `{"type":"sub","topic":"a"}`, `[]`, `{"type":`, `{"id":"x"}`, "\xff",
+		`{"type":"rpc","id":1,"method":"m","data":{"a":[1]}}`, `{"type":"rpc","method":""}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -168,6 +169,17 @@ func FuzzParseClient(f *testing.F) {
 			}
 			if m.Type == TypePub && !json.Valid(m.Data) {
 				t.Fatalf("accepted data %q", m.Data)
+			}
+		case TypeRPC:
+			if m.Method == "" || len(m.Method) > MaxMethodBytes || m.Data != nil && !json.Valid(m.Data) {
+				t.Fatalf("accepted rpc %+v", m)
+			}
+			data := m.Data
+			if data == nil {
+				data = []byte("null")
+			}
+			if reply := AppendRPCResult(nil, data, m.ID); !json.Valid(reply) {
+				t.Fatalf("rpc_result %s is not JSON", reply)
 			}
 		default:
 			t.Fatalf("accepted %+v", m)

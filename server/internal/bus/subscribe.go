@@ -26,6 +26,9 @@ type Subscription struct {
 	Latest bool
 	Resume Resume // where the subscription resumes (Subscribe only)
 	ID     []byte // the request's id, echoed in the reply
+	// Data (Subscribe only), when not nil, is JSON text sent in the reply
+	// as "data": the subscribe hook's answer (docs/backend.md).
+	Data []byte
 	// Quiet: no reply (an Unsubscribe because the subscriber went away).
 	Quiet bool
 	// User (Subscribe only) is the subscriber's user (the JWT's sub or the

@@ -38,6 +38,7 @@ const (
 type session struct {
 	cl    *hub.Client
 	grant *auth.Grant // nil with authentication off
+	hk    *inOrder    // order.go: nil until a backend hook call
 	ip    netip.Addr  // counted against the per-IP cap; zero if not counted
 	msgs  admission.Bucket
 	pubs  admission.Bucket
@@ -252,7 +253,8 @@ func (g *Gateway) permitted(c *websocket.Conn, cl *hub.Client, msg *wire.ClientM
 func (g *Gateway) Users() int64 { return g.acc.users.Len() }
 
 // AuthEnabled reports whether upgrades need a token.
-func (g *Gateway) AuthEnabled() bool { return g.acc.verifier != nil }
+// With a connect hook, the backend's answer names each client's user.
+func (g *Gateway) AuthEnabled() bool { return g.acc.verifier != nil || g.hooks.connect != nil }
 
 // tlsConfig loads the certificate for wss://, or returns nil without one.
 func tlsConfig(cfg *Config) (*tls.Config, error) {

@@ -132,6 +132,9 @@ type Config struct {
 	MaxClientPubRate, MaxClientPubBurst int
 	// TLSCertFile and TLSKeyFile, both set, make the listener wss:// only.
 	TLSCertFile, TLSKeyFile string
+	// Hooks are the application's backend hooks (hooks.go,
+	// docs/backend.md), all off by default.
+	Hooks Hooks
 	// OnClosed, when set, is called once per connection after it closed
 	// and left the hub, with its client (CloseLabel tells why) and user
 	// ("" without authentication); it runs on nbio's goroutines and must
@@ -179,6 +182,7 @@ type Gateway struct {
 	upgrader *websocket.Upgrader
 	acc      *access
 	frames   *frameguard.Limits // guard.go: every connection's frame checks
+	hooks    *hooks             // hooks.go: the backend hooks
 	reserved atomic.Int64
 	draining atomic.Bool
 	handoff  atomic.Uint64 // see New
@@ -197,6 +201,9 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 		return nil, err
 	}
 	g.frames = frameLimits(&cfg)
+	if g.hooks, err = newHooks(&cfg, m); err != nil {
+		return nil, err
+	}
 	tlsConf, err := tlsConfig(&cfg)
 	if err != nil {
 		return nil, err
@@ -311,6 +318,7 @@ func (g *Gateway) Start() error {
 		return fmt.Errorf("gateway: start: %w", err)
 	}
 	go g.edge.run()
+	g.hooks.start()
 	return nil
 }
 
@@ -336,7 +344,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.edge.stopSweep()
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	if err := g.engine.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	err := g.engine.Shutdown(sctx)
+	g.hooks.shutdown()
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("gateway: shutdown: %w", err)
 	}
 	return nil
@@ -369,7 +379,9 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) {
 		g.m.UpgradeFailed(upgradeFailure(err))
 		return
 	}
-	g.opened(c, grant, ip)
+	if !g.connectHook(c, r, grant, ip) { // hooks.go: with a connect hook the backend grants
+		g.opened(c, grant, ip)
+	}
 	if g.cfg.Compression && offersDeflate(r.Header) {
 		if cl := client(c); cl != nil {
 			cl.SetCompress()
@@ -429,6 +441,14 @@ func (g *Gateway) onOpen(c *websocket.Conn) {
 	g.edgeUpgraded(conn)
 	cl := g.hub.NewClient(pollerClosed(c, conn)) // only the poller closes the socket (pollerclose.go)
 	c.SetSession(&session{cl: cl})
+	if g.holdForConnect(c) { // hooks.go: the welcome waits for the connect hook
+		return
+	}
+	g.welcome(cl)
+}
+
+// welcome places cl in the hub, sends its welcome, and registers it.
+func (g *Gateway) welcome(cl *hub.Client) {
 	interval := g.hub.PushInterval().Milliseconds()
 	firstDue := g.hub.Place(cl) // the welcome says when tick 1 is due, then the shard may tick
 	g.reply(cl, func(b []byte) []byte { return wire.AppendWelcome(b, cl.ID(), interval, firstDue, g.cfg.Welcome) })
@@ -461,9 +481,19 @@ func (g *Gateway) onMessage(c *websocket.Conn, mt websocket.MessageType, data []
 	if cl.Closing() || !g.withinRate(c, cl) {
 		return
 	}
+	text := mt == websocket.TextMessage
+	if g.held(c, cl, text, data) { // hooks.go: behind one of its backend calls
+		return
+	}
+	g.handle(c, cl, text, data)
+}
+
+// handle parses and answers one message, on nbio's executor or, for a
+// message held behind a backend call, on the hook worker (order.go).
+func (g *Gateway) handle(c *websocket.Conn, cl *hub.Client, text bool, data []byte) {
 	var msg wire.ClientMsg
 	var err error
-	if mt != websocket.TextMessage {
+	if !text {
 		err = &wire.ProtocolError{Code: wire.CodeBadRequest, Reason: "binary messages are not supported; send JSON text"}
 	} else {
 		msg, err = wire.ParseClient(data)
@@ -485,6 +515,8 @@ func (g *Gateway) onMessage(c *websocket.Conn, mt websocket.MessageType, data []
 		g.unsubscribe(cl, &msg)
 	case wire.TypePub:
 		g.publish(c, cl, &msg)
+	case wire.TypeRPC:
+		g.rpc(c, cl, &msg) // hooks.go
 	}
 }
 
@@ -528,6 +560,7 @@ func (g *Gateway) onClose(c *websocket.Conn, err error) {
 	if cl == nil {
 		return
 	}
+	g.hookClosed(c) // before the session is given back (closed)
 	switch {
 	case err == nil:
 	case errors.Is(err, nbio.ErrOverflow):

@@ -30,7 +30,7 @@ func (g *Gateway) subscribe(c *websocket.Conn, cl *hub.Client, msg *wire.ClientM
 		g.fail(cl, wire.CodeBadRequest, "latest mode rides on ticks, and this server sends none (-push-interval 0)", msg.ID)
 		return
 	}
-	err := g.bus.Subscribe(bus.Subscription{
+	sub := bus.Subscription{
 		Subscriber: cl,
 		Topic:      msg.Topic,
 		Latest:     latest,
@@ -38,8 +38,12 @@ func (g *Gateway) subscribe(c *websocket.Conn, cl *hub.Client, msg *wire.ClientM
 		ID:         msg.ID,
 		Presence:   msg.Presence,
 		User:       userOf(sessionOf(c)),
-	})
-	if err != nil {
+	}
+	if g.hooks.subscribe != nil {
+		g.subscribeHook(c, cl, msg, sub) // hooks.go
+		return
+	}
+	if err := g.bus.Subscribe(sub); err != nil {
 		g.fail(cl, wire.CodeLimit, err.Error(), msg.ID)
 	}
 }
@@ -58,13 +62,22 @@ func (g *Gateway) publish(c *websocket.Conn, cl *hub.Client, msg *wire.ClientMsg
 	if !g.mayPublish(c, cl, msg) {
 		return
 	}
-	m, err := g.bus.Publish(msg.Topic, append([]byte(nil), msg.Data...))
+	if g.hooks.publish != nil {
+		g.publishHook(c, cl, msg) // hooks.go
+		return
+	}
+	g.publishNow(cl, msg.Topic, append([]byte(nil), msg.Data...), msg.ID)
+}
+
+// publishNow publishes data, which the bus keeps, and answers the pub.
+func (g *Gateway) publishNow(cl *hub.Client, topic string, data, id []byte) {
+	m, err := g.bus.Publish(topic, data)
 	switch {
 	case errors.Is(err, bus.ErrOverloaded):
-		g.fail(cl, wire.CodeOverloaded, err.Error(), msg.ID)
+		g.fail(cl, wire.CodeOverloaded, err.Error(), id)
 	case err != nil:
-		g.fail(cl, wire.CodeLimit, err.Error(), msg.ID)
+		g.fail(cl, wire.CodeLimit, err.Error(), id)
 	default:
-		g.reply(cl, func(b []byte) []byte { return wire.AppendPublished(b, msg.Topic, m.Seq, msg.ID) })
+		g.reply(cl, func(b []byte) []byte { return wire.AppendPublished(b, topic, m.Seq, id) })
 	}
 }

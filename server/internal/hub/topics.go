@@ -192,7 +192,7 @@ func (b *busSide) Subscribe(t *bus.Topic, s bus.Subscription, st bus.Start) erro
 	}
 	var reply []byte
 	if !s.Quiet {
-		p := wire.AppendSubscribed(wire.BeginFrame(nil), t.Name(), mode, st.Last, st.Epoch, st.Gone, s.ID)
+		p := wire.AppendSubscribedData(wire.BeginFrame(nil), t.Name(), mode, st.Last, st.Epoch, st.Gone, s.Data, s.ID)
 		if s.Members != nil { // presence on a member topic (presence.go)
 			p = wire.AppendMembers(p[:len(p)-1], s.Members)
 		}
