@@ -269,7 +269,8 @@ func TestHookConnectAcceptRefuse(t *testing.T) {
 	req := be.lastRequest("/connect")
 	h, _ := req["headers"].(map[string]any)
 	q, _ := req["query"].(map[string]any)
-	if h["X-Secret"] != nil || q["other"] != nil || req["client"] == "" || !strings.HasPrefix(req["remote_addr"].(string), "127.0.0.1:") {
+	ra, _ := req["remote_addr"].(string)
+	if h["X-Secret"] != nil || q["other"] != nil || req["client"] == "" || !strings.HasPrefix(ra, "127.0.0.1:") {
 		t.Fatalf("connect request %v: passes what is not allow-listed, or lacks client/remote_addr", req)
 	}
 	// The backend's user and patterns apply.
