@@ -351,3 +351,27 @@ func TestHookConnectTimeoutCloses4504(t *testing.T) {
 		t.Fatalf("close %d, want 4504", code)
 	}
 }
+
+// Bad hook settings stop the server at start, with the reason.
+func TestHookConfigRefused(t *testing.T) {
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"-proxy-rpc", "ftp://127.0.0.1/x"}, "want http:// or https://"},
+		{[]string{"-proxy-connect", "http://127.0.0.1:1/c", "-proxy-timeout", "20s"}, "may not exceed the handshake timeout"},
+		{[]string{"-proxy-subscribe", "http://127.0.0.1:1/s", "-proxy-concurrency", "-1"}, "must be positive"},
+	} {
+		args := append([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, tc.flags...)
+		cfg, err := parseConfig(args, func(string) string { return "" }, io.Discard)
+		if err == nil {
+			var n *node
+			if n, err = start(cfg); err == nil {
+				n.shutdown(cfg)
+			}
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error with %q", tc.flags, err, tc.want)
+		}
+	}
+}
