@@ -356,3 +356,17 @@ func TestPresenceMemberCap(t *testing.T) {
 	eventually(t, 5*time.Second, "room for one more", func() bool { return len(presenceOf(t, s, topic).Members) == 2 })
 	presSub(t, c, topic, false)
 }
+
+// TestPresenceClusterCountOnTicks: a subscriber's ticks carry the count of
+// every node, not only its own.
+func TestPresenceClusterCountOnTicks(t *testing.T) {
+	nodes := startPresenceCluster(t, 2, "-push-interval", "200ms")
+	const topic = "room.ticks2"
+	w := dial(t, nodes[0].ws)
+	next(t, w, 5*time.Second)
+	presSub(t, w, topic, true)
+	for i := 0; i < 5; i++ {
+		subscriber(t, nodes[1], topic)
+	}
+	ticksUntil(t, w, topic, 6) // itself and the 5 on the other node
+}

@@ -38,7 +38,9 @@
 //   - Everything is bounded: the local maps by the bus's topics and each
 //     member list by MaxMembers, other nodes by maxPeers, the inbound
 //     reports by a channel of inboundCap (over it NATS drops them, and the
-//     gap is mended by a full report).
+//     gap is mended by a full report), the grace list by the leaves of one
+//     grace period (connections are admitted at a bounded rate), member
+//     events by one frame per 100 changes per member topic per period.
 package presence
 
 import (
