@@ -1,9 +1,12 @@
-// Package demo serves the demo page at "/" on the WebSocket port: a
-// self-contained HTML page that connects to /ws, shows the welcome, a
-// countdown to the next tick and each push live, subscribes to topics
-// (stream mode) and resumes them with since + epoch after a reconnect,
-// shows the curl command that publishes to a topic through the admin
-// listener, and sends messages typed into a box.
+// Package demo serves the demo page at "/" on the WebSocket port: an HTML
+// page that imports the JavaScript client from /wspush.js (package client)
+// and shows what its events say: the welcome, a countdown to the next tick
+// and each push live, the connection's state and each reconnect attempt
+// with its delay, topics subscribed (stream mode) and resumed after a
+// reconnect (how many messages were replayed, or that the history is
+// gone), the curl command that publishes to a topic through the admin
+// listener, and the answers to messages typed into a box. The page has no
+// connection or resume logic of its own.
 //
 // The page is rendered once, when Handler is called, with what it cannot
 // learn over the WebSocket (the admin listener's address, whether the
@@ -42,7 +45,7 @@ func Handler(cfg Config) http.Handler {
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Cache-Control", "no-cache")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src data:; connect-src 'self' ws: wss:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src data:; connect-src 'self' ws: wss:; style-src 'unsafe-inline'; script-src 'self' 'unsafe-inline'")
 		_, _ = w.Write(body)
 	})
 }

@@ -12,8 +12,8 @@
 //     shard's mutex guards only its pending lists and its slot planner, and
 //     each call appends one element to one list or counts one slot.
 //   - Each shard's goroutine owns its wheel, its closing queue, its scratch
-//     buffer and the wheel-side fields of its clients (seq, visits,
-//     lastPing). It takes pending additions, removals and closes under the
+//     buffer and the wheel-side fields of its clients (pos, seq, visits,
+//     latest). It takes pending additions, removals and closes under the
 //     mutex once per wake-up and applies them alone.
 //   - Writes to one client may come from its shard (ticks, pings) and from
 //     the goroutine handling its messages (replies) at the same time: each
