@@ -35,6 +35,11 @@ const (
 // after the upgrade, before any message of the connection is handled (nbio
 // runs the handler, the connection's messages and its close in order on
 // one executor); msgs and pubs belong to the message handler.
+//
+// A WebSocket connection's session is its one allocation of gateway and
+// hub state: cl points to client, and guard is its frame guard (plain TCP;
+// only the poller goroutine uses it, after the upgrade handler has run:
+// guard.go). Idle, it is what a connection costs beyond nbio's own objects.
 type session struct {
 	cl    *hub.Client
 	grant *auth.Grant // nil with authentication off
@@ -42,6 +47,9 @@ type session struct {
 	ip    netip.Addr  // counted against the per-IP cap; zero if not counted
 	msgs  admission.Bucket
 	pubs  admission.Bucket
+
+	client hub.Client // what cl points to for a WebSocket connection
+	guard  connGuard  // guard.go
 }
 
 func sessionOf(c *websocket.Conn) *session {

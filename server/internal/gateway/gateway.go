@@ -187,6 +187,9 @@ type Gateway struct {
 	draining atomic.Bool
 	handoff  atomic.Uint64 // see New
 	bufs     sync.Pool     // *[]byte scratch for reply frames
+	// guardData is scanData as a func value, made once: every plain-TCP
+	// connection's data handler (guard.go).
+	guardData func(*nbio.Conn, []byte)
 }
 
 // New returns a gateway for h and b; maxUnsent is the hub's per-client cap
@@ -255,6 +258,7 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 	})
 	g.engine.Engine.OnData(g.edge.onData) // every read goes through the edge first
 	g.engine.Engine.OnWrittenSize(written)
+	g.guardData = g.scanData // one func value for every connection (guard.go)
 	// nbio hands an accepted connection to its poller through epoll, which
 	// Go's memory model (and so the race detector) cannot see. An atomic
 	// store after the accept goroutine has set the connection up, and a load
@@ -379,10 +383,16 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) {
 		g.m.UpgradeFailed(upgradeFailure(err))
 		return
 	}
+	deflate := g.cfg.Compression && offersDeflate(r.Header)
+	if s := sessionOf(c); s != nil {
+		// Before the guard's first scan: the edge holds what the client
+		// sends after the handshake until this handler has returned.
+		s.guard.fg.Reset(g.frames, deflate)
+	}
 	if !g.connectHook(c, r, grant, ip) { // hooks.go: with a connect hook the backend grants
 		g.opened(c, grant, ip)
 	}
-	if g.cfg.Compression && offersDeflate(r.Header) {
+	if deflate {
 		if cl := client(c); cl != nil {
 			cl.SetCompress()
 		}
@@ -439,12 +449,15 @@ func (g *Gateway) onOpen(c *websocket.Conn) {
 		conn = hc.Conn
 	}
 	g.edgeUpgraded(conn)
-	cl := g.hub.NewClient(pollerClosed(c, conn)) // only the poller closes the socket (pollerclose.go)
-	c.SetSession(&session{cl: cl})
+	// The connection's one allocation of gateway and hub state (access.go).
+	s := &session{}
+	g.hub.InitClient(&s.client, pollerClosed(c, conn)) // only the poller closes the socket (pollerclose.go)
+	s.cl = &s.client
+	c.SetSession(s)
 	if g.holdForConnect(c) { // hooks.go: the welcome waits for the connect hook
 		return
 	}
-	g.welcome(cl)
+	g.welcome(s.cl)
 }
 
 // welcome places cl in the hub, sends its welcome, and registers it.

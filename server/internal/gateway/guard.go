@@ -21,10 +21,10 @@ import (
 // answers with the wrong close code) into the gateway:
 //
 //   - guardHandshake refuses malformed opening handshakes (400, 405, 426)
-//     and gives each plain-TCP connection that goes on to upgrade its own
-//     data handler, a connGuard, in place of nbio's: it runs the header
-//     scanner over the bytes on the poller goroutine before nbio parses
-//     them. TLS connections keep nbio's handler (their bytes are
+//     and gives each plain-TCP connection that goes on to upgrade the
+//     guard's data handler (scanData, with a connGuard in the session) in
+//     place of nbio's: it runs the header scanner over the bytes on the
+//     poller goroutine before nbio parses them. TLS connections keep nbio's handler (their bytes are
 //     ciphertext at that point) and get nbio's own checks.
 //   - The connGuard hands nbio the bytes up to an empty data message and
 //     delivers that message itself, in order (nbio drops empty messages),
@@ -55,10 +55,14 @@ func (g *Gateway) guardHandshake(next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// guardConn gives the connection under w a fresh connGuard as its data
-// handler. It runs before the 101 response is written, so every byte the
-// client sends after the handshake goes through the guard.
-func (g *Gateway) guardConn(w http.ResponseWriter, r *http.Request) {
+// guardConn makes the guard the data handler of the connection under w.
+// It runs before the 101 response is written, so every byte the client
+// sends after the handshake goes through the guard. The handler is one
+// func value for all connections (scanData); a connection's guard state is
+// in its session, which exists before the guard's first scan: the edge
+// holds the bytes that follow the upgrade request until its handler
+// (which creates the session) has run (edge.go).
+func (g *Gateway) guardConn(w http.ResponseWriter, _ *http.Request) {
 	resp, ok := w.(*nbhttp.Response)
 	if !ok || resp.Parser == nil {
 		return
@@ -71,11 +75,9 @@ func (g *Gateway) guardConn(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return // TLS: nbio's handler decrypts first
 	}
-	cg := &connGuard{gw: g}
-	cg.fg.Reset(g.frames, g.cfg.Compression && offersDeflate(r.Header))
-	nbc.OnData(cg.onData)
-	// Publish cg to the poller goroutine, which loads handoff before every
-	// read (see New).
+	nbc.OnData(g.guardData)
+	// Publish the handler to the poller goroutine, which loads handoff
+	// before every read (see New).
 	g.handoff.Add(1)
 }
 
@@ -98,25 +100,33 @@ func frameLimits(cfg *Config) *frameguard.Limits {
 	return lim
 }
 
-// connGuard is one connection's data handler; only its poller goroutine
-// calls it, except that the failing job on the executor sets halfClosed.
+// connGuard is one connection's guard state, in its session; only its
+// poller goroutine uses it (scanData), except that the failing job on the
+// executor sets halfClosed.
 type connGuard struct {
-	gw         *Gateway
 	fg         frameguard.Guard
 	failed     bool        // a violation was found: what follows is dropped
 	halfClosed atomic.Bool // failConn left the socket half-closed (see closeAfterFailing)
 }
 
-// onData scans what the client sent before nbio parses it. nbio runs a
-// connection's handlers in order on its executor (nbio.Conn.Execute), and
-// parsing queues the handlers of the messages parsed; so a job queued
-// with ws.Execute after parsing a part of data runs after theirs.
-func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
+// scanData is every plain-TCP connection's data handler: it scans what
+// the client sent with the connection's guard before nbio parses it. nbio
+// runs a connection's handlers in order on its executor
+// (nbio.Conn.Execute), and parsing queues the handlers of the messages
+// parsed; so a job queued with ws.Execute after parsing a part of data runs
+// after theirs.
+func (g *Gateway) scanData(c *nbio.Conn, data []byte) {
 	ws, ok := c.Session().(*websocket.Conn)
 	if !ok { // still HTTP: the upgrade was refused, or is under way
-		cg.gw.engine.DataHandler(c, data)
+		g.engine.DataHandler(c, data)
 		return
 	}
+	s, _ := ws.Session().(*session)
+	if s == nil { // not reached: the session is set before the edge lets bytes on
+		g.engine.DataHandler(c, data)
+		return
+	}
+	cg := &s.guard
 	if cg.failed {
 		// The connection is failing: what follows is dropped. A client that
 		// goes on sending after the close frame and FIN have left is cut off.
@@ -128,7 +138,7 @@ func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
 	for len(data) > 0 {
 		n, ev, err := cg.fg.Scan(data)
 		if n > 0 {
-			cg.gw.engine.DataHandler(c, data[:n])
+			g.engine.DataHandler(c, data[:n])
 		}
 		if err != nil {
 			cg.failed = true
@@ -150,7 +160,7 @@ func (cg *connGuard) onData(c *nbio.Conn, data []byte) {
 		if ev == frameguard.EmptyBinary {
 			mt = websocket.BinaryMessage
 		}
-		ws.Execute(func() { cg.gw.onMessage(ws, mt, nil) })
+		ws.Execute(func() { g.onMessage(ws, mt, nil) })
 		data = data[n:]
 	}
 }

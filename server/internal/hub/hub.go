@@ -243,6 +243,13 @@ func (h *Hub) NewClient(conn Conn) *Client {
 	return c
 }
 
+// InitClient readies c, a zero Client the caller embeds in its own
+// per-connection record (one allocation for both), as NewClient would.
+func (h *Hub) InitClient(c *Client, conn Conn) {
+	c.conn, c.h, c.id = conn, h, h.ids.Add(1)
+	c.lastRead.Store(h.Now())
+}
+
 // Place chooses c's shard and wheel slot, balanced as the wheel's Add
 // would, and returns when its first tick is due (Unix ns; 0 when ticks are
 // off): the first visit of its slot after now, or the pushEvery-th when
