@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,12 +90,13 @@ func TestContainerLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ports [2]string
+	free := freeAddrs(t, "0.0.0.0", 2)
 	for i, k := range []string{"WSPUSH_ADDR", "WSPUSH_ADMIN_ADDR"} {
 		host, _, err := net.SplitHostPort(env[k])
 		if err != nil {
 			t.Fatalf("Dockerfile: ENV %s=%q: %v", k, env[k], err)
 		}
-		ports[i] = freePort(t)
+		_, ports[i], _ = net.SplitHostPort(free[i])
 		env[k] = net.JoinHostPort(host, ports[i])
 	}
 	env["WSPUSH_STATE_DIR"] = state
@@ -253,17 +253,6 @@ func checkStatic(t *testing.T, bin string) {
 	if settings["CGO_ENABLED"] != "0" || settings["-trimpath"] != "true" {
 		t.Errorf("build settings CGO_ENABLED=%q -trimpath=%q, want 0 and true", settings["CGO_ENABLED"], settings["-trimpath"])
 	}
-}
-
-// freePort returns a TCP port that was free on every interface a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // exitCode is a finished command's exit status (-1 if it did not run).

@@ -87,16 +87,6 @@ func newFixture(t *testing.T) (*fixture, string) {
 	return f, "http://" + ln.Addr().String()
 }
 
-// loopbackAddr returns a 127.0.0.1 address whose port was free a moment ago.
-func loopbackAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func (f *fixture) create(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Args []string `json:"args"`
@@ -116,7 +106,8 @@ func (f *fixture) create(w http.ResponseWriter, r *http.Request) {
 	for i, a := range req.Args {
 		req.Args[i] = strings.ReplaceAll(a, "$TMP", dir)
 	}
-	s := &fixtureServer{args: req.Args, addr: loopbackAddr(f.t), adminAddr: loopbackAddr(f.t), log: &lockedBuffer{}}
+	addrs := freeAddrs(f.t, "127.0.0.1", 2)
+	s := &fixtureServer{args: req.Args, addr: addrs[0], adminAddr: addrs[1], log: &lockedBuffer{}}
 	if err := s.start(f.bin); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

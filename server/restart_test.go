@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,18 +44,10 @@ func (n *restartNode) logged() string {
 	return n.log.String()
 }
 
-// restartPorts picks two free loopback ports.
+// restartPorts picks two distinct free loopback ports.
 func restartPorts(t *testing.T) (string, string) {
 	t.Helper()
-	var addrs []string
-	for range 2 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		_ = ln.Close()
-	}
+	addrs := freeAddrs(t, "127.0.0.1", 2)
 	return addrs[0], addrs[1]
 }
 
