@@ -290,6 +290,10 @@ func (ec *edgeConn) release() {
 			ws.Execute = ec.c.Execute
 		}
 		ec.e.forget(ec.c)
+	} else if _, ok := ec.c.Session().(*sseSession); ok { // sse.go: a stream now
+		ec.phase = phaseDone
+		ec.done.Store(true)
+		ec.e.forget(ec.c)
 	} else {
 		ec.phase = phaseHeader
 	}

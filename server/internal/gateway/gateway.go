@@ -219,6 +219,7 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", g.guardHandshake(g.upgrade)) // guard.go
+	mux.HandleFunc("/sse", g.serveSSE)                 // sse.go
 	if cfg.Page != nil {
 		mux.Handle("/{$}", cfg.Page)
 	}
@@ -274,10 +275,13 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 
 // written tells a client how many of its bytes the socket took.
 func written(c *nbio.Conn, _ []byte, n int) {
-	if ws, ok := c.Session().(*websocket.Conn); ok {
-		if cl := client(ws); cl != nil {
+	switch s := c.Session().(type) {
+	case *websocket.Conn:
+		if cl := client(s); cl != nil {
 			cl.Written(n)
 		}
+	case *sseSession:
+		s.cl.Written(n)
 	}
 }
 

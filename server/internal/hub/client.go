@@ -117,6 +117,14 @@ func (c *Client) GoodMessage() {
 // as a slow consumer. (A frame alone may be as large as the cap allows; the
 // server's configuration keeps frames well under it.)
 func (c *Client) Send(frame []byte) bool {
+	if c.isSSE() {
+		return c.sendAsEvent(frame) // sse.go
+	}
+	return c.write(frame)
+}
+
+// write writes b, as Send does a frame, for any transport.
+func (c *Client) write(frame []byte) bool {
 	if c.state.Load() != stateOpen {
 		return false
 	}
@@ -159,6 +167,10 @@ func (c *Client) CloseWith(r Reason) {
 		return
 	}
 	c.setReason(r.label)
+	if c.isSSE() {
+		c.closeSSE(r) // sse.go
+		return
+	}
 	var b [2 + 2 + 123]byte
 	frame := wire.AppendCloseFrame(b[:0], r.code, r.text)
 	// The close frame may pass the unsent cap: the socket layer's own cap

@@ -32,10 +32,14 @@ func (s *shard) handle(it *item, fresh []*Client) {
 func (s *shard) handleSub(it *item) {
 	r := it.sub
 	c := r.c
-	s.send(c, it.reply)
-	deflate := c.compress.Load()
-	for _, m := range it.replay {
-		s.send(c, m.FrameFor(deflate))
+	if c.isSSE() {
+		s.subSSE(it) // sse.go
+	} else {
+		s.send(c, it.reply)
+		deflate := c.compress.Load()
+		for _, m := range it.replay {
+			s.send(c, m.FrameFor(deflate))
+		}
 	}
 	if r.latest || r.presence {
 		if c.latest == nil {
@@ -60,6 +64,13 @@ func (s *shard) handleUnsub(it *item) {
 	if !r.latest {
 		s.removeStream(r)
 	}
+	if r.c.isSSE() {
+		if !r.latest {
+			s.sseEnd(r.c, r.t)
+		}
+		s.replySSE(r.c, it.reply, false)
+		return
+	}
 	s.send(r.c, it.reply)
 }
 
@@ -69,7 +80,7 @@ func (s *shard) handleMsg(m *bus.Message) {
 	for _, r := range s.streams[m.Topic] {
 		c := r.c
 		if m.Notice != nil {
-			if !c.compress.Load() {
+			if !c.compress.Load() && !c.isSSE() {
 				// One write for the notice and the message.
 				if c.Send(m.NoticeFrame) {
 					s.count(len(m.Notice))
@@ -103,6 +114,12 @@ func (s *shard) send(c *Client, frame []byte) {
 
 // deliver writes m to c, compressed if c negotiated it.
 func (s *shard) deliver(c *Client, m *bus.Message) {
+	if c.isSSE() {
+		if s.deliverSSE(c, m) { // sse.go
+			s.delivered++
+		}
+		return
+	}
 	f := m.Frame
 	if c.compress.Load() {
 		f = m.FrameFor(true)

@@ -36,6 +36,10 @@ type shard struct {
 	streams map[*bus.Topic][]*sub // stream subscriptions by topic (topics.go)
 	work    []item                // the inbox being worked through
 	buf     []byte                // scratch for encoding frames
+	ebuf    []byte                // scratch for SSE events (sse.go)
+	evMsg   *bus.Message          // the message ev encodes (sse.go)
+	ev      []byte                // evMsg as an SSE event, without its id
+	evEpoch string                // evMsg's epoch when it has a notice
 	closing []closing             // close deadlines, in order
 	spare   [3][]*Client
 	drained []*Client // clients left to drain, during Drain
@@ -161,7 +165,7 @@ func (s *shard) visitClient(c *Client, dueNs, now int64) {
 	if h.pushEvery != 0 && (c.visits+uint32(c.phase))%h.pushEvery == 0 {
 		s.tick(c, dueNs)
 	}
-	if h.cfg.IdleTimeout != Disabled && now-c.lastRead.Load() > int64(h.cfg.IdleTimeout) {
+	if h.cfg.IdleTimeout != Disabled && !c.isSSE() && now-c.lastRead.Load() > int64(h.cfg.IdleTimeout) {
 		c.CloseWith(CloseIdle)
 		return
 	}

@@ -38,6 +38,10 @@ type item struct {
 	m      *bus.Message
 	replay []*bus.Message
 	reply  []byte // a frame to send the client first (subscribed, unsubscribed)
+	// itemSub: where the subscription begins (Start.Epoch, Start.Last),
+	// for SSE clients' positions (sse.go)
+	epoch string
+	last  uint64
 }
 
 // sub is a client's subscription to one topic: the one record of it. The
@@ -198,7 +202,7 @@ func (b *busSide) Subscribe(t *bus.Topic, s bus.Subscription, st bus.Start) erro
 		}
 		reply = wire.EndFrame(p, wire.OpText)
 	}
-	c.shard.enqueue(item{kind: itemSub, sub: rec, replay: st.Replay, reply: reply}, false)
+	c.shard.enqueue(item{kind: itemSub, sub: rec, replay: st.Replay, reply: reply, epoch: st.Epoch, last: st.Last}, false)
 	return nil
 }
 

@@ -1,0 +1,324 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lesismal/llib/std/crypto/tls"
+	"github.com/lesismal/nbio"
+
+	"wspush/server/internal/auth"
+	"wspush/server/internal/bus"
+	"wspush/server/internal/hub"
+	"wspush/server/internal/metrics"
+	"wspush/server/wire"
+)
+
+// This file is the SSE transport: GET /sse streams the same messages as
+// /ws as Server-Sent Events (docs/protocol.md "SSE"). The handler runs the
+// same checks as an upgrade (origin, accept rate, JWT, per-IP and
+// connection caps), hijacks the connection from nbio's HTTP parser, writes
+// the response head itself (close-delimited: no length, no chunking) and
+// hands the socket to the hub as an SSE client: same shard, same wheel, no
+// goroutine or timer of its own. nbio then gives the bytes the client
+// sends to the session (sseSession.Parse), which drops them, and its close
+// to sseSession.CloseAndClean, on the executor, as for a WebSocket.
+//
+// nbio releases the request and response when the handler returns, so
+// everything kept is copied first.
+
+// SSE retry: EventSource waits this long before it reconnects; each stream
+// gets a value drawn from the window, so that the clients of a drained
+// server do not all come back at once.
+const (
+	SSERetryMin    = 1000 // ms
+	SSERetryWindow = 4000 // ms
+	// sseMaxDiscard is how many bytes an SSE client may send (it has no
+	// reason to) before it is closed.
+	sseMaxDiscard = 4096
+)
+
+// sseSession is an SSE connection's state: its nbio session, in place of
+// the HTTP parser, from the hijack on.
+type sseSession struct {
+	g       *Gateway
+	conn    net.Conn // what nbio reads through: *nbio.Conn or *tls.Conn
+	cl      *hub.Client
+	grant   *auth.Grant // nil with authentication off
+	ip      netip.Addr
+	dropped int // bytes the client sent; the poller's
+}
+
+// UnderlayerConn, Parse and CloseAndClean make the session nbio's
+// ParserCloser for the connection.
+func (s *sseSession) UnderlayerConn() net.Conn { return s.conn }
+
+// Parse drops what the client sends; over sseMaxDiscard bytes nbio closes
+// the connection.
+func (s *sseSession) Parse(data []byte) error {
+	s.dropped += len(data)
+	if s.dropped > sseMaxDiscard {
+		return errors.New("gateway: sse client sent more than 4096 bytes")
+	}
+	return nil
+}
+
+// CloseAndClean runs on the executor when the socket has closed.
+func (s *sseSession) CloseAndClean(err error) { s.g.sseClosed(s, err) }
+
+// sseRequest is a parsed /sse query.
+type sseRequest struct {
+	topics []string
+	latest bool
+	resume map[string]bus.Resume
+}
+
+func badSSE(format string, args ...any) error {
+	return fmt.Errorf("sse: "+format, args...)
+}
+
+// parseSSE reads topics, mode, since and epoch from the query and the
+// Last-Event-ID header; every string kept is a copy.
+func (g *Gateway) parseSSE(r *http.Request) (*sseRequest, error) {
+	q := r.URL.Query()
+	req := &sseRequest{resume: map[string]bus.Resume{}}
+	switch m := q.Get("mode"); m {
+	case "", wire.ModeStream:
+	case wire.ModeLatest:
+		if g.hub.PushInterval() == 0 {
+			return nil, badSSE("latest mode rides on ticks, and this server sends none (-push-interval 0)")
+		}
+		req.latest = true
+	default:
+		return nil, badSSE("mode must be %q or %q, not %q", wire.ModeStream, wire.ModeLatest, m)
+	}
+	seen := map[string]bool{}
+	for _, v := range q["topics"] {
+		for _, t := range strings.Split(v, ",") {
+			if t == "" {
+				continue
+			}
+			if err := wire.ValidTopic(t); err != nil {
+				return nil, badSSE("topic %q: %v", truncateTopic(t), err)
+			}
+			if !seen[t] {
+				seen[t] = true
+				req.topics = append(req.topics, strings.Clone(t))
+			}
+		}
+	}
+	if len(req.topics) > g.cfg.MaxSubs {
+		return nil, badSSE("%d topics; at most %d", len(req.topics), g.cfg.MaxSubs)
+	}
+	if s := q.Get("since"); s != "" {
+		if strings.Contains(s, ":") { // positions, as in an event id
+			ps, err := wire.ParseEventID(s)
+			if err != nil {
+				return nil, badSSE("since: %v", err)
+			}
+			req.setResume(ps)
+		} else {
+			n, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return nil, badSSE("since must be a seq number or topic:epoch:seq positions, not %q", truncateTopic(s))
+			}
+			e := q.Get("epoch")
+			if e == "" || len(e) > bus.MaxEpochBytes {
+				return nil, badSSE("since needs the epoch it counts in (epoch=, at most %d bytes)", bus.MaxEpochBytes)
+			}
+			for _, t := range req.topics {
+				req.resume[t] = bus.Resume{Since: n, Epoch: strings.Clone(e), HasSince: true}
+			}
+		}
+	}
+	if id := r.Header.Get("Last-Event-ID"); id != "" { // a reconnect: it wins over the URL's since
+		ps, err := wire.ParseEventID(id)
+		if err != nil {
+			return nil, badSSE("Last-Event-ID: %v", err)
+		}
+		req.setResume(ps)
+	}
+	return req, nil
+}
+
+func (req *sseRequest) setResume(ps []wire.Position) {
+	for _, p := range ps {
+		req.resume[p.Topic] = bus.Resume{Since: p.Seq, Epoch: strings.Clone(p.Epoch), HasSince: true}
+	}
+}
+
+func truncateTopic(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// serveSSE is GET /sse.
+func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "sse: use GET", http.StatusMethodNotAllowed)
+		return
+	}
+	if g.hooks.connect != nil || g.hooks.subscribe != nil {
+		http.Error(w, "sse: not available on a server with a connect or subscribe hook (-proxy-connect, -proxy-subscribe); use /ws", http.StatusNotImplemented)
+		return
+	}
+	if g.draining.Load() {
+		g.m.UpgradeFailed(metrics.UpgradeShuttingDown)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	req, err := g.parseSSE(r)
+	if err != nil {
+		g.m.UpgradeFailed(metrics.UpgradeBadHandshake)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !g.acc.checkOrigin(r) {
+		g.m.UpgradeFailed(metrics.UpgradeBadOrigin)
+		http.Error(w, "sse: origin not allowed", http.StatusForbidden)
+		return
+	}
+	grant, ip, ok := g.admit(w, r)
+	if !ok {
+		return
+	}
+	if grant != nil {
+		for _, t := range req.topics {
+			if !grant.MaySubscribe(t) {
+				g.acc.perIP.Release(ip)
+				g.m.UpgradeFailed(metrics.UpgradeUnauthorized)
+				http.Error(w, "sse: your token does not allow subscribing to "+t, http.StatusForbidden)
+				return
+			}
+		}
+	}
+	if n := g.reserved.Add(1); g.cfg.MaxConns > 0 && n > int64(g.cfg.MaxConns) {
+		g.reserved.Add(-1)
+		g.acc.perIP.Release(ip)
+		g.m.UpgradeFailed(metrics.UpgradeMaxConns)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "server is at its connection limit ("+strconv.Itoa(g.cfg.MaxConns)+")", http.StatusServiceUnavailable)
+		return
+	}
+	s, err := g.hijackSSE(w)
+	if err != nil {
+		g.reserved.Add(-1)
+		g.acc.perIP.Release(ip)
+		g.m.UpgradeFailed(metrics.UpgradeBadHandshake)
+		http.Error(w, "sse: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	s.ip = ip
+	if grant != nil {
+		s.grant = grant
+		g.acc.users.Add(grant.Sub)
+		g.acc.byUser.add(grant.Sub, s.cl)
+		s.cl.SetExpiry(grant.Expiry)
+	}
+	g.welcome(s.cl)
+	for _, t := range req.topics {
+		sub := bus.Subscription{Subscriber: s.cl, Topic: t, Latest: req.latest, Resume: req.resume[t]}
+		if grant != nil {
+			sub.User = grant.Sub
+		}
+		if err := g.bus.Subscribe(sub); err != nil {
+			g.fail(s.cl, wire.CodeLimit, err.Error(), nil)
+		}
+	}
+}
+
+// sseHead is the response head; the retry line follows it.
+const sseHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
+	"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
+
+// hijackSSE takes the connection from nbio's HTTP parser, writes the
+// response head and the retry field, and makes it an SSE client.
+func (g *Gateway) hijackSSE(w http.ResponseWriter) (*sseSession, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return nil, errors.New("response cannot be hijacked")
+	}
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return nil, err
+	}
+	var nbc *nbio.Conn
+	var hc hub.Conn
+	switch c := underlying(conn).(type) {
+	case *nbio.Conn:
+		nbc, hc = c, pollerConn{c}
+	case *tls.Conn:
+		nbc, _ = c.Conn().(*nbio.Conn)
+		hc = pollerTLSConn{c}
+		conn = c
+	}
+	if nbc == nil {
+		return nil, errors.New("not an nbio connection")
+	}
+	if _, ok := conn.(*tls.Conn); !ok {
+		conn = nbc
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	if g.ln != nil {
+		g.ln.upgraded(conn)
+	}
+	g.edgeUpgraded(conn)
+	s := &sseSession{g: g, conn: conn, cl: g.hub.NewSSEClient(hc)}
+	nbc.SetSession(s)
+	head := make([]byte, 0, len(sseHead)+24)
+	head = append(head, sseHead...)
+	head = append(head, "retry: "...)
+	head = strconv.AppendInt(head, int64(SSERetryMin+rand.IntN(SSERetryWindow)), 10)
+	head = append(head, "\n\n"...)
+	if _, err := hc.Write(head); err != nil {
+		return s, nil // the close callback cleans up
+	}
+	g.m.BytesOut.Add(len(head))
+	return s, nil
+}
+
+// underlying unwraps nbhttp's connection wrapper.
+func underlying(c net.Conn) net.Conn {
+	if n := nbioConn(c); n != nil {
+		return n
+	}
+	return c
+}
+
+// sseClosed is an SSE connection's close: it leaves the bus and the hub,
+// and gives back what the handler took.
+func (g *Gateway) sseClosed(s *sseSession, err error) {
+	cl := s.cl
+	if errors.Is(err, nbio.ErrOverflow) {
+		cl.SetCloseReason(hub.CloseSlow)
+	}
+	for _, topic := range cl.Topics() {
+		_ = g.bus.Unsubscribe(bus.Subscription{Subscriber: cl, Topic: topic, Quiet: true})
+	}
+	g.hub.Unregister(cl)
+	user := ""
+	if s.grant != nil {
+		user = s.grant.Sub
+	}
+	if g.cfg.OnClosed != nil {
+		g.cfg.OnClosed(cl, user)
+	}
+	g.acc.perIP.Release(s.ip)
+	s.ip = netip.Addr{}
+	if s.grant != nil {
+		g.acc.users.Remove(s.grant.Sub)
+		g.acc.byUser.remove(s.grant.Sub, cl)
+	}
+	g.reserved.Add(-1)
+}
