@@ -35,6 +35,10 @@ func cmdCluster(ctx context.Context, args []string) error {
 	fs.Float64Var(&c.MinFreeG, "min-free-gib", 16, "refuse to start with less MemAvailable (0 = default)")
 	fs.IntVar(&c.Port, "port", 9000, "first node's WebSocket port (0 = default)")
 	fs.IntVar(&c.AdminPort, "admin-port", 10000, "first node's admin port (0 = default)")
+	fs.IntVar(&c.Topics, "topics", 1, "topics the subscribers are spread over, publishes round robin (0 = default)")
+	fs.DurationVar(&c.Ticks, "ticks", 0, "nodes' -push-interval: 0 = no ticks (5s with -presence); with ticks the nodes' CPU per tick is measured before the first publish")
+	fs.StringVar(&c.Bin, "bin", "", "directory of the wspush and wsload executables (\"\" = <root>/bin; with -no-build, built beforehand)")
+	fs.BoolVar(&c.Presence, "presence", false, "clients subscribe with \"presence\":true; wsload checks every client's last count against its topic's subscribers")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("wsbench: %w", err)
 	}
@@ -51,9 +55,13 @@ func cmdCluster(ctx context.Context, args []string) error {
 		return err
 	}
 	e.Conns, e.Rate, e.Rounds = c.Conns, c.Rate, 1
-	e.Log("cluster: %d connections over %d nodes, %d publishes every %s from %s on; wsload -duration %s",
-		c.Conns, c.Procs, c.Publishes, c.PubEvery, c.PubAfter, c.Duration())
-	f := &scenario.File{Schema: scenario.Schema, Scenario: "cluster", Mode: "cluster", Started: time.Now().UTC(), Env: env.Collect(absRoot),
+	e.Log("cluster: %d connections over %d nodes and %d topic(s), ticks every %s, presence %v, %d publishes every %s from %s on; wsload -duration %s",
+		c.Conns, c.Procs, c.Topics, c.Ticks, c.Presence, c.Publishes, c.PubEvery, c.PubAfter, c.Duration())
+	name := "cluster"
+	if c.Ticks > 0 {
+		name = "cluster-ticks" // reported apart: the ticks' and presence's cost (render.writeClusterTicks)
+	}
+	f := &scenario.File{Schema: scenario.Schema, Scenario: name, Mode: "cluster", Started: time.Now().UTC(), Env: env.Collect(absRoot),
 		Conns: c.Conns, Rate: c.Rate, Rounds: 1, Targets: []string{"wspush"}}
 	r, runErr := scenario.Cluster(ctx, e, c)
 	if runErr != nil {
@@ -65,7 +73,7 @@ func cmdCluster(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("wsbench: %w", err)
 	}
-	path := filepath.Join(dir, f.Started.Format("2006-01-02T1504")+"-cluster.json")
+	path := filepath.Join(dir, f.Started.Format("2006-01-02T1504")+"-"+name+".json")
 	if r.Wsload == nil {
 		// nothing measured: keep the record, out of the report's glob
 		f.Notes = append(f.Notes, "incomplete: "+r.Err)
@@ -76,6 +84,7 @@ func cmdCluster(ctx context.Context, args []string) error {
 	}
 	e.Log("wrote %s: %d publishes, %d of %d deliveries (lost %d, gaps %d, history_gone %d), end-to-end p50 %.0f / p99 %.0f / max %.0f ms, all reached: %v",
 		path, r.PublishesSent, r.Deliveries, r.Expected, r.Lost, r.Gaps, r.HistoryGone, r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.AllReached)
+	e.Log("nodes' RSS %.0f B/conn (%.0f above the idle nodes); %s", r.RSSTotalPerConn, r.RSSPerConn, tickLine(r))
 	if *md != "" && r.Wsload != nil {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 		if err := writeReport(abs(absRoot, *md), abs(absRoot, "docs/img"), files); err != nil {
@@ -83,4 +92,18 @@ func cmdCluster(ctx context.Context, args []string) error {
 		}
 	}
 	return runErr
+}
+
+// tickLine is the tick phase's and presence check's figures for the log.
+func tickLine(r *scenario.ClusterResult) string {
+	s := "no tick phase measured"
+	if p := r.TickPhase; p != nil {
+		s = fmt.Sprintf("tick phase %.0f–%.0f s: %d ticks (%.0f/s), nodes' CPU %.1f s = %.2f µs per tick (%.2f cores)",
+			p.FromS, p.ToS, p.Ticks, p.TicksPerSec, p.CPUSeconds, p.CPUPerTickUS, p.CPUCores)
+	}
+	if r.Config.Presence {
+		s += fmt.Sprintf("; presence: %d of %d ticks carried counts, %d clients checked, all right: %v %q",
+			r.PresenceTicks, r.Ticks, r.PresenceSubs, r.PresenceOK, r.PresenceBad)
+	}
+	return s
 }

@@ -28,6 +28,7 @@ func Merge(parts []*Result) (*Result, error) {
 	var (
 		target                                                                    int
 		est, peak, final, msgs, wel, gaps, dups, reo, wm, sent, ex, lost, retries int64
+		ticks, presTicks                                                          int64
 	)
 	series := map[int]*Second{}
 	seriesHist := map[int]*Hist{}
@@ -50,6 +51,8 @@ func Merge(parts []*Result) (*Result, error) {
 		ex += p.Expected
 		lost += p.Lost
 		retries += p.Retries
+		ticks += p.Ticks
+		presTicks += p.PresenceTicks
 		if len(p.TopicStats) > 0 && out.TopicStats == nil {
 			out.TopicStats = make([]TopicStat, len(p.TopicStats))
 		}
@@ -60,6 +63,8 @@ func Merge(parts []*Result) (*Result, error) {
 				o.SumMax += t.SumMax
 				o.SumBase += t.SumBase
 				o.LastPub = max(o.LastPub, t.LastPub)
+				o.PresSubs += t.PresSubs
+				o.mergePresence(t.PresSeen, t.PresMin, t.PresMax)
 			}
 		}
 		for k, v := range p.Errors {
@@ -128,6 +133,7 @@ func Merge(parts []*Result) (*Result, error) {
 	out.Messages, out.Welcomes, out.Gaps, out.Duplicates, out.Reorders = msgs, wel, gaps, dups, reo
 	out.WelcomeMissing, out.Sent, out.Expected, out.Lost = wm, sent, ex, lost
 	out.Retries = retries
+	out.Ticks, out.PresenceTicks = ticks, presTicks
 	out.FinishTopics()
 	out.LagHist, out.ConnHist = lag.Encode(), conn.Encode()
 	out.LagMS, out.ConnectMS = lag.Percentiles(), conn.Percentiles()

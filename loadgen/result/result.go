@@ -47,7 +47,7 @@ type Result struct {
 	ConnsPeak        int64 `json:"conns_peak"`        // most connections open at once
 	ConnsFinal       int64 `json:"conns_final"`       // open when the run ended
 
-	Messages       int64 `json:"messages"` // data messages received (ticks, msgs, pongs)
+	Messages       int64 `json:"messages"` // data messages received (ticks, msgs, pongs; publish and churn: msgs only)
 	Welcomes       int64 `json:"welcomes"`
 	Gaps           int64 `json:"gaps"` // sequence numbers that never arrived
 	Duplicates     int64 `json:"duplicates"`
@@ -56,6 +56,11 @@ type Result struct {
 	Sent           int64 `json:"sent"`            // pings (echo), publishes (publish), subs
 	Expected       int64 `json:"expected"`        // deliveries owed (publish, echo); 0 elsewhere
 	Lost           int64 `json:"lost"`            // expected but never received by the end
+	// Ticks: ticks received in publish and churn, where they are
+	// background traffic (not in Messages); PresenceTicks: of them, those
+	// that carried a presence field (-presence).
+	Ticks         int64 `json:"ticks,omitempty"`
+	PresenceTicks int64 `json:"presence_ticks,omitempty"`
 
 	Errors      map[string]int64 `json:"errors"`            // failed connects and protocol trouble, by class
 	Retries     int64            `json:"retries,omitempty"` // connects made again after a failed one (-retries)
@@ -91,6 +96,7 @@ type Params struct {
 	// Retries and RetryBackoffS are -retries and -retry-backoff (s).
 	Retries       int     `json:"retries,omitempty"`
 	RetryBackoffS float64 `json:"retry_backoff_s,omitempty"`
+	Presence      bool    `json:"presence,omitempty"` // -presence
 	DurationS     float64 `json:"hold_s"`
 }
 
@@ -215,11 +221,67 @@ func Save(path string, r *Result) error {
 // how many subscribers it has there, the sums of their highest and their
 // base (subscribed-at) sequence numbers, and the highest publish the
 // process saw acknowledged. Sums merge exactly across workers.
+//
+// With -presence, PresSubs is the topic's subscribers still connected at
+// the end, PresSeen how many of them a tick had told the topic's count,
+// and PresMin and PresMax the lowest and highest last count they saw (0
+// when none did); these merge exactly too (PresenceCheck).
 type TopicStat struct {
-	Subs    int64  `json:"subs"`
-	SumMax  uint64 `json:"sum_max"`
-	SumBase uint64 `json:"sum_base"`
-	LastPub uint64 `json:"last_pub"`
+	Subs     int64  `json:"subs"`
+	SumMax   uint64 `json:"sum_max"`
+	SumBase  uint64 `json:"sum_base"`
+	LastPub  uint64 `json:"last_pub"`
+	PresSubs int64  `json:"presence_subs,omitempty"`
+	PresSeen int64  `json:"presence_seen,omitempty"`
+	PresMin  int64  `json:"presence_min,omitempty"`
+	PresMax  int64  `json:"presence_max,omitempty"`
+}
+
+// AddPresence counts one connected subscriber whose last seen count was
+// last (0: no tick carried one).
+func (t *TopicStat) AddPresence(last int64) {
+	t.PresSubs++
+	if last <= 0 {
+		return
+	}
+	t.mergePresence(1, last, last)
+}
+
+func (t *TopicStat) mergePresence(seen, lo, hi int64) {
+	if seen == 0 {
+		return
+	}
+	if t.PresSeen == 0 || lo < t.PresMin {
+		t.PresMin = lo
+	}
+	t.PresMax = max(t.PresMax, hi)
+	t.PresSeen += seen
+}
+
+// PresenceCheck checks the presence counts of a whole run (all workers
+// merged): on every topic, every subscriber connected at the end must
+// have seen, last, the topic's true count — the number of them. It
+// returns one line per topic that fails (nil: all right), at most limit
+// lines (0: no limit), and how many topics failed.
+func (r *Result) PresenceCheck(limit int) (bad []string, topics int) {
+	for k, t := range r.TopicStats {
+		var why string
+		switch {
+		case t.PresSubs == 0:
+			continue
+		case t.PresSeen < t.PresSubs:
+			why = fmt.Sprintf("%d of %d subscribers never got a count", t.PresSubs-t.PresSeen, t.PresSubs)
+		case t.PresMin != t.PresSubs || t.PresMax != t.PresSubs:
+			why = fmt.Sprintf("last counts %d..%d, want %d", t.PresMin, t.PresMax, t.PresSubs)
+		default:
+			continue
+		}
+		topics++
+		if limit == 0 || len(bad) < limit {
+			bad = append(bad, fmt.Sprintf("topic %d: %s", k, why))
+		}
+	}
+	return bad, topics
 }
 
 // FinishTopics sets Expected (deliveries owed: every subscriber, every

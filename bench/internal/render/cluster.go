@@ -21,13 +21,21 @@ func writeCluster(b *strings.Builder, f *scenario.File) {
 		return
 	}
 	c := r.Config
-	fmt.Fprintf(b, "A nats-server %s with JetStream and %d wspush nodes joined by it (ports %d–%d, `-nats`, `-max-conns %d`, `-history-ttl 1h`, no ticks, pings or idle timeout); "+
-		"wsload `publish -topics 1 -procs auto -sources %s`: %d subscribers of one topic over all nodes, ramp %d/s; "+
+	ticks := "no ticks"
+	if c.Ticks > 0 {
+		ticks = fmt.Sprintf("`-push-interval %s`", c.Ticks)
+	}
+	pres := ""
+	if c.Presence {
+		pres = ` -presence` + " (every `sub` with `\"presence\":true`)"
+	}
+	fmt.Fprintf(b, "A nats-server %s with JetStream and %d wspush nodes joined by it (ports %d–%d, `-nats`, `-max-conns %d`, `-history-ttl 1h`, %s, no pings or idle timeout); "+
+		"wsload `publish -topics %d -procs auto -sources %s`%s: %d subscribers over all nodes, ramp %d/s; "+
 		"then %d publishes through node 0's `POST /v1/publish`, one every %s from %s after wsload's start. Everything on this one machine.\n\n",
-		cmp.Or(r.NATSVersion, "–"), c.Procs, c.Port, c.Port+c.Procs-1, c.MaxConns, c.Sources, c.Conns, c.Rate, c.Publishes, c.PubEvery, c.PubAfter)
+		cmp.Or(r.NATSVersion, "–"), c.Procs, c.Port, c.Port+c.Procs-1, c.MaxConns, ticks, max(c.Topics, 1), c.Sources, pres, c.Conns, c.Rate, c.Publishes, c.PubEvery, c.PubAfter)
 	b.WriteString("End-to-end latency = wsload's read − the message's `ts` (when the node accepted the publish). " +
 		"One publish is in flight at a time, so a publish's max is the time it took to reach every client.\n\n")
-	want := int64(c.Conns) * int64(c.Publishes)
+	want := c.Owed()
 	b.WriteString("| figure | value | goal |\n|---|---:|---|\n")
 	fmt.Fprintf(b, "| connections wanted | %d | |\n", c.Conns)
 	fmt.Fprintf(b, "| established / peak / at the end (wsload) | %d / %d / %d | |\n", r.Established, r.Peak, r.Final)
@@ -40,6 +48,20 @@ func writeCluster(b *strings.Builder, f *scenario.File) {
 	fmt.Fprintf(b, "| end-to-end p50 / p99 / max (every delivery) | %s / %s / %s | |\n", dur(r.LatencyMS.P50), dur(r.LatencyMS.P99), dur(r.LatencyMS.Max))
 	fmt.Fprintf(b, "| wspush nodes' RSS, summed, before the first publish | %.2f GiB (%.0f B/conn above the idle nodes) | |\n", float64(r.NodesRSS)/(1<<30), r.RSSPerConn)
 	fmt.Fprintf(b, "| wspush nodes' RSS, summed, peak | %.2f GiB | |\n", float64(r.NodesRSSPeak)/(1<<30))
+	if r.RSSTotalPerConn > 0 {
+		fmt.Fprintf(b, "| wspush nodes' RSS per connection (summed RSS / connections) | %.0f B | |\n", r.RSSTotalPerConn)
+	}
+	if p := r.TickPhase; p != nil {
+		fmt.Fprintf(b, "| tick phase (%.0f–%.0f s, before the first publish): ticks pushed, per second | %d, %.0f/s | |\n", p.FromS, p.ToS, p.Ticks, p.TicksPerSec)
+		fmt.Fprintf(b, "| nodes' CPU per tick (CPU seconds summed / ticks pushed) | %.2f µs (%.2f cores; nats-server %.1f s) | |\n", p.CPUPerTickUS, p.CPUCores, p.NATSCPUS)
+	}
+	if c.Presence {
+		fmt.Fprintf(b, "| ticks carrying a presence count / all ticks received | %d / %d | |\n", r.PresenceTicks, r.Ticks)
+		fmt.Fprintf(b, "| every client's last count = its topic's subscribers (%d checked) | %s | yes |\n", r.PresenceSubs, yes(r.PresenceOK))
+		if r.PresenceBadTopics > 0 {
+			fmt.Fprintf(b, "| topics with a wrong count | %d: %s | 0 |\n", r.PresenceBadTopics, strings.Join(r.PresenceBad, "; "))
+		}
+	}
 	fmt.Fprintf(b, "| nats-server RSS before the first publish / peak | %.0f / %.0f MiB | |\n", float64(r.NATSRSS)/(1<<20), float64(r.NATSRSSPeak)/(1<<20))
 	fmt.Fprintf(b, "| wsload-bound | %v | |\n", r.WsloadBound)
 	if len(r.Disconnects) > 0 || len(r.Errors) > 0 {

@@ -58,7 +58,7 @@ func Markdown(w io.Writer, files []*scenario.File, imgDir string) error {
 	b.WriteString("Regenerate: `make bench` (quick) or `make bench-full`, `make bench-1m`, `make bench-cluster`.\n\n")
 	writeMethod(&b)
 	var any *scenario.File
-	for _, k := range []string{"ticks", "idle", "broadcast", "connect", "onemillion", "cluster"} {
+	for _, k := range []string{"ticks", "idle", "broadcast", "connect", "onemillion", "cluster", "cluster-ticks"} {
 		if f := latest[k]; f != nil && any == nil {
 			any = f
 		}
@@ -87,6 +87,7 @@ func Markdown(w io.Writer, files []*scenario.File, imgDir string) error {
 	if f := latest["cluster"]; f != nil {
 		writeCluster(&b, f)
 	}
+	writeClusterTicks(&b, files)
 	_, err := io.WriteString(w, b.String())
 	if err != nil {
 		return fmt.Errorf("wsbench: %w", err)

@@ -137,3 +137,38 @@ func TestMarkdownCluster(t *testing.T) {
 func wsloadPct(p50, p99, mx float64) result.Percentiles {
 	return result.Percentiles{Count: 2000, P50: p50, P99: p99, Max: mx}
 }
+
+func TestMarkdownClusterTicks(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
+	mk := func(at time.Time, conns int, presence bool, perTick float64) *scenario.File {
+		cfg := scenario.ClusterConfig{Conns: conns, Procs: 6, Topics: 100, Ticks: 5 * time.Second, Presence: presence}.WithDefaults()
+		r := &scenario.ClusterResult{Config: cfg, RSSTotalPerConn: 3100, AllReached: true, Ticks: 900, PresenceTicks: 300, PresenceOK: presence,
+			TickPhase: &scenario.TickPhase{FromS: 30, ToS: 80, Ticks: 1_000_000, TicksPerSec: 20_000, CPUSeconds: 2, CPUPerTickUS: perTick, CPUCores: 0.04}}
+		return &scenario.File{Schema: scenario.Schema, Scenario: "cluster-ticks", Mode: "cluster", Started: at, Finished: at.Add(time.Minute), Cluster: r}
+	}
+	files := []*scenario.File{
+		mk(t0, 100_000, true, 2.5), mk(t0.Add(-time.Hour), 100_000, true, 9.9), // the older one loses
+		mk(t0.Add(time.Minute), 100_000, false, 2.0), mk(t0.Add(time.Hour), 1_000_000, true, 3.0),
+	}
+	var b bytes.Buffer
+	if err := Markdown(&b, files, "img"); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	rows := []string{
+		"| 2026-12-01 06:01 | 100000 / 6 / 100 | 5s | off | 3100 B | 2.00 µs | 20000 (50 s) | 0.04 cores | – | – | yes |",
+		"| 2026-12-01 06:00 | 100000 / 6 / 100 | 5s | on | 3100 B | 2.50 µs | 20000 (50 s) | 0.04 cores | 300 of 900 | yes | yes |",
+		"| 2026-12-01 07:00 | 1000000 / 6 / 100 | 5s | on | 3100 B | 3.00 µs |",
+	}
+	last := 0
+	for _, want := range append([]string{"## Ticks and presence on the cluster: cost per connection and per tick"}, rows...) {
+		i := strings.Index(md, want)
+		if i < last {
+			t.Errorf("markdown lacks %q (in this order)\n%s", want, md)
+		}
+		last = max(i, last)
+	}
+	if strings.Contains(md, "9.90 µs") {
+		t.Error("the older run of the same setting was reported")
+	}
+}

@@ -38,6 +38,17 @@ type ClusterConfig struct {
 	MinFreeG  float64       `json:"min_free_gib"` // refuse to start below this MemAvailable (16)
 	Port      int           `json:"port"`         // node i listens on Port+i (9000)
 	AdminPort int           `json:"admin_port"`   // node i's admin listener is AdminPort+i (10000)
+	// Topics: the subscribers are spread over this many topics (client g
+	// on topic g mod Topics), publishes round robin (1).
+	Topics int `json:"topics"`
+	// Ticks is the nodes' -push-interval: 0 = no ticks, unless Presence
+	// (then 5 s). With ticks the run also measures the nodes' CPU per
+	// tick over the tick phase (ClusterResult.TickPhase).
+	Ticks time.Duration `json:"push_interval_ns"`
+	// Presence: clients subscribe with "presence":true (wsload
+	// -presence); at the end every connected client's last seen count of
+	// its topic must equal the topic's subscribers.
+	Presence bool `json:"presence"`
 	// Bin is the directory holding the wspush and wsload executables;
 	// "" = <root>/bin.
 	Bin string `json:"-"`
@@ -57,6 +68,10 @@ func (c ClusterConfig) WithDefaults() ClusterConfig {
 	def(&c.Publishes, 2)
 	def(&c.Port, 9000)
 	def(&c.AdminPort, 10000)
+	def(&c.Topics, 1)
+	if c.Presence && c.Ticks == 0 {
+		c.Ticks = 5 * time.Second // counts ride on ticks
+	}
 	if c.PubEvery == 0 {
 		c.PubEvery = time.Minute // one publish at a time: ~30 s to reach 1M here
 	}
@@ -88,6 +103,10 @@ func (c ClusterConfig) Validate() error {
 		return fmt.Errorf("wsbench: cluster: %d nodes × %d max-conns < %d connections", c.Procs, c.MaxConns, c.Conns)
 	case c.PubEvery < 10*time.Millisecond || c.PubAfter < 0 || c.Settle < 0:
 		return errors.New("wsbench: cluster: -pub-every must be at least 10ms, -pub-after and -settle not negative")
+	case c.Topics < 1 || c.Topics > c.Conns:
+		return errors.New("wsbench: cluster: -topics must be 1..conns")
+	case c.Ticks < 0 || (c.Ticks > 0 && c.Ticks < 100*time.Millisecond):
+		return errors.New("wsbench: cluster: -ticks must be 0 (none) or at least 100ms")
 	case c.Grace < 0 || c.Grace > time.Minute:
 		return errors.New("wsbench: cluster: -grace must be 0..1m (wsload's limit)")
 	case c.Port < 1024 || c.AdminPort < 1024 || c.Port+c.Procs > 65536 || c.AdminPort+c.Procs > 65536:
@@ -150,6 +169,24 @@ type ClusterResult struct {
 	RSSPerConn   float64 `json:"nodes_rss_per_conn_bytes"`
 	NATSRSS      int64   `json:"nats_rss_bytes"` // just before the first publish
 	NATSRSSPeak  int64   `json:"nats_rss_peak_bytes"`
+	// RSSTotalPerConn is NodesRSS / AtPublish: the nodes' whole resident
+	// set per connection (RSSPerConn subtracts the idle nodes).
+	RSSTotalPerConn float64 `json:"nodes_rss_total_per_conn_bytes"`
+
+	// With ticks: the nodes' CPU over the tick phase (nil without ticks
+	// or when the phase was too short to measure), and the ticks wsload
+	// received in the whole run, those carrying a presence field among
+	// them.
+	TickPhase     *TickPhase `json:"tick_phase,omitempty"`
+	Ticks         int64      `json:"ticks_received,omitempty"`
+	PresenceTicks int64      `json:"presence_ticks,omitempty"`
+	// With Presence: the clients connected at the end that were checked,
+	// whether every one's last count was its topic's true subscriber
+	// count, and the topics where not (a few lines, and how many).
+	PresenceSubs      int64    `json:"presence_subs,omitempty"`
+	PresenceOK        bool     `json:"presence_ok,omitempty"`
+	PresenceBad       []string `json:"presence_bad,omitempty"`
+	PresenceBadTopics int      `json:"presence_bad_topics,omitempty"`
 
 	WsloadBound   bool            `json:"wsload_bound"`
 	WsloadSummary string          `json:"wsload_summary"`
@@ -247,14 +284,14 @@ func wsloadFlags(c ClusterConfig) []string {
 		url = fmt.Sprintf("ws://127.0.0.1:%d-%d/ws", c.Port, c.Port+c.Procs-1)
 	}
 	return []string{"-url", url, "-admin", fmt.Sprintf("http://127.0.0.1:%d", c.AdminPort),
-		"-conns", strconv.Itoa(c.Conns), "-rate", strconv.Itoa(c.Rate), "-topics", "1",
+		"-conns", strconv.Itoa(c.Conns), "-rate", strconv.Itoa(c.Rate), "-topics", strconv.Itoa(c.Topics),
 		"-sources", c.Sources, "-procs", "auto",
 		// A connect that times out on the saturated machine is tried
 		// again, as a real client would, so that all c.Conns subscribe.
 		"-retries", "5",
 		"-pub-after", c.PubAfter.String(), "-pub-count", strconv.Itoa(c.Publishes),
 		"-pub-rate", strconv.FormatFloat(1/c.PubEvery.Seconds(), 'g', -1, 64),
-		"-grace", c.Grace.String()}
+		"-grace", c.Grace.String(), "-presence=" + strconv.FormatBool(c.Presence)}
 }
 
 // sample polls until ctx ends: the nodes' connection count until they hold
@@ -267,10 +304,14 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 	plateauBy := start.Add(c.PubAfter - min(c.PubAfter/4, 2*time.Second))
 	admins := f.adminURLs()
 	plateau, lastLog := false, time.Now()
+	var tm tickMeter
 	for {
 		nodes, _ := procstat.SumRSS(f.nodePIDs())
 		nats, _ := procstat.SumRSS([]int{f.nats.Process.Pid})
 		r.NodesRSSPeak, r.NATSRSSPeak = max(r.NodesRSSPeak, nodes), max(r.NATSRSSPeak, nats)
+		if plateau && c.Ticks > 0 && time.Until(start.Add(c.PubAfter)) > every/2 {
+			tm.read(ctx, f, start) // still in the tick phase: its last reading so far
+		}
 		if !plateau {
 			n, _ := sumStats(ctx, admins)
 			full := n >= c.Conns
@@ -282,6 +323,10 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 				r.AtPublish, r.NodesRSS, r.NATSRSS = n, nodes, nats
 				if n > 0 {
 					r.RSSPerConn = float64(nodes-r.NodesRSSBase) / float64(n)
+					r.RSSTotalPerConn = float64(nodes) / float64(n)
+				}
+				if c.Ticks > 0 {
+					tm.read(ctx, f, start) // the tick phase starts
 				}
 				e.logf("cluster: nodes hold %d connections; nodes' RSS %.2f GiB (%.0f B/conn), nats-server %.0f MiB",
 					n, float64(nodes)/(1<<30), r.RSSPerConn, float64(nats)/(1<<20))
@@ -292,6 +337,7 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 		}
 		select {
 		case <-ctx.Done():
+			r.TickPhase = tm.phase()
 			return
 		case <-time.After(every):
 		}
@@ -310,10 +356,14 @@ func fillFromWsload(r *ClusterResult, res *wsload.Output) {
 	r.Disconnects, r.Errors, r.Retries = res.Disconnects, res.Errors, res.Retries
 	r.WsloadBound, r.WsloadSummary = res.Bottleneck.WsloadBound, res.Bottleneck.Summary
 	r.Wsload = loadRaw(res.Raw)
-	want := int64(c.Conns) * int64(c.Publishes)
+	want := c.Owed()
 	r.AllReached = r.PublishesSent == int64(c.Publishes) && r.Expected == want && r.Deliveries-r.Duplicates >= want &&
 		r.Lost == 0 && r.Gaps == 0 && r.HistoryGone == 0
 	r.PerPublish = PublishWindows(res.Series, c)
+	r.Ticks, r.PresenceTicks = res.Ticks, res.PresenceTicks
+	if c.Presence {
+		fillPresence(r, res.Result)
+	}
 }
 
 // PublishWindows splits the per-second series into one window per publish

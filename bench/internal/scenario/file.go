@@ -18,7 +18,7 @@ const Schema = "wsbench/v1"
 // wsload results inside the trials).
 type File struct {
 	Schema     string            `json:"schema"`
-	Scenario   string            `json:"scenario"` // idle|ticks|broadcast|connect|onemillion|cluster
+	Scenario   string            `json:"scenario"` // idle|ticks|broadcast|connect|onemillion|cluster|cluster-ticks
 	Mode       string            `json:"mode"`     // quick|full|onemillion|cluster
 	Started    time.Time         `json:"started"`
 	Finished   time.Time         `json:"finished"`

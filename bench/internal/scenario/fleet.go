@@ -84,7 +84,7 @@ func (f *fleet) startNodes(ctx context.Context, wspush string, c ClusterConfig, 
 		admin := fmt.Sprintf("127.0.0.1:%d", c.AdminPort+i)
 		argv := []string{wspush, "-addr", fmt.Sprintf("127.0.0.1:%d", c.Port+i), "-admin-addr", admin,
 			"-nats", natsURL, "-max-conns", strconv.Itoa(c.MaxConns),
-			"-push-interval", "0", "-ping-interval", "0", "-idle-timeout", "0",
+			"-push-interval", c.Ticks.String(), "-ping-interval", "0", "-idle-timeout", "0",
 			"-accept-rate", "0", "-max-msg-rate", "0", "-history-ttl", "1h"}
 		cmd, err := target.Launch(argv, "", filepath.Join(f.logDir, fmt.Sprintf("wspush-%d.log", i)), dir)
 		if err != nil {

@@ -77,6 +77,8 @@ type Server struct {
 	// connections whose client closed its socket before the server
 	// answered its close frame.
 	ClientCloses, EarlyHangups atomic.Int64
+	// PresenceSubs counts subs that asked for "presence":true.
+	PresenceSubs atomic.Int64
 
 	refusedAt, upgradedAt []time.Time
 

@@ -94,12 +94,16 @@ func (s *Server) topic(name string) *topic {
 // missed or sent twice.
 func (s *Server) subscribe(p []byte, sb *subscriber) {
 	var req struct {
-		Type  string  `json:"type"`
-		Topic string  `json:"topic"`
-		Since *uint64 `json:"since"`
+		Type     string  `json:"type"`
+		Topic    string  `json:"topic"`
+		Since    *uint64 `json:"since"`
+		Presence bool    `json:"presence"`
 	}
 	if json.Unmarshal(p, &req) != nil || req.Type != "sub" || req.Topic == "" {
 		return
+	}
+	if req.Presence {
+		s.PresenceSubs.Add(1)
 	}
 	s.topicMu.Lock()
 	defer s.topicMu.Unlock()

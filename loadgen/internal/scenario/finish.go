@@ -20,7 +20,7 @@ func (r *Run) result(start time.Time, elapsed time.Duration, final int64) *resul
 			URL: r.cfg.URL, Admin: r.cfg.Admin, Rate: r.cfg.Rate, Sources: len(r.plan.Sources),
 			Procs: max(r.cfg.Procs, 1), Pollers: r.cfg.Pollers, Topics: r.cfg.Topics,
 			PubRate: r.cfg.PubRate, PubAfterS: r.cfg.PubAfter.Seconds(), PubCount: r.cfg.PubCount, PingRate: r.cfg.PingRate, ChurnRate: r.cfg.ChurnRate,
-			Retries:   r.cfg.Retries,
+			Retries: r.cfg.Retries, Presence: r.cfg.Presence,
 			DurationS: r.cfg.Duration.Seconds(),
 		},
 		ConnsTarget:      r.cfg.Conns,
@@ -50,6 +50,8 @@ func (r *Run) result(start time.Time, elapsed time.Duration, final int64) *resul
 		res.Reorders += s.reorders
 		res.WelcomeMissing += s.welcomeMiss
 		pongs += s.pongs
+		res.Ticks += s.ticks
+		res.PresenceTicks += s.presTicks
 		for k, v := range s.errs {
 			if d, ok := strings.CutPrefix(k, "disc:"); ok {
 				res.Disconnects[d] += v

@@ -57,7 +57,15 @@ func (r *Run) OnMessage(c *engine.Conn, p []byte, now int64) {
 	switch m.Type {
 	case wire.TypeTick:
 		if r.cfg.Scenario == "publish" || r.cfg.Scenario == "churn" {
-			return // ticks are background traffic there
+			// ticks are background traffic there: counted apart from
+			// the deliveries, and read for the presence counts they carry
+			s.msgs--
+			s.ticks++
+			if m.Presence != nil {
+				s.presTicks++
+				r.onPresence(s, st, c.Slot, m.Presence)
+			}
+			return
 		}
 		s.observe(&st.win, m.Seq)
 		if r.cfg.Scenario != "echo" {
@@ -118,6 +126,24 @@ func (r *Run) onTopic(s *shard, st *connState, tm *topicMsg, now int64) {
 	s.record(now - tm.TS)
 }
 
+// onPresence keeps the count a tick carried for the connection's topic;
+// a count for another topic, or one not positive (the client itself is
+// subscribed), is an error.
+func (r *Run) onPresence(s *shard, st *connState, slot uint32, counts map[string]int64) {
+	if !r.cfg.Presence {
+		s.errs["presence_unasked"]++
+		s.errCount++
+		return
+	}
+	n, ok := counts[topicName(r.topicOf(slot))]
+	if !ok || len(counts) != 1 || n < 1 {
+		s.errs["presence_bad"]++
+		s.errCount++
+		return
+	}
+	st.pres = n
+}
+
 func (s *shard) observe(w *seq.Window, n uint64) {
 	v, d := w.Observe(n)
 	s.gaps += d
@@ -159,6 +185,7 @@ func (r *Run) OnClose(c *engine.Conn, err error) {
 	if again {
 		st.resume = st.resume || st.subbed
 		st.welcomed, st.counted, st.subbed = false, false, false
+		st.pres = 0 // the next connection's ticks tell again
 	}
 	s.mu.Unlock()
 	if again && !churned {
@@ -188,6 +215,9 @@ func (r *Run) subscribe(c *engine.Conn) {
 	s.mu.Unlock()
 	b := []byte(`{"type":"sub","topic":`)
 	b = strconv.AppendQuote(b, topicName(k))
+	if r.cfg.Presence {
+		b = append(b, `,"presence":true`...)
+	}
 	b = append(b, `,"mode":"stream","id":`...)
 	b = strconv.AppendUint(b, uint64(c.Slot), 10)
 	if resume {
@@ -222,7 +252,8 @@ func (r *Run) topicIndex(name string) (int, bool) {
 }
 
 // tailLoss gathers, for publish and churn, each topic's subscribers and
-// the sums of their highest and base sequence numbers; with the highest
+// the sums of their highest and base sequence numbers (and, with
+// -presence, the last counts its open subscribers saw); with the highest
 // publish acknowledged per topic (known to the publishing process only)
 // result.FinishTopics turns them into expected and lost counts exactly,
 // also after merging workers.
@@ -248,6 +279,9 @@ func (r *Run) tailLoss() {
 		t.Subs++
 		t.SumMax += st.win.Max
 		t.SumBase += st.win.Base
+		if r.cfg.Presence && st.subbed && r.handles[slot].Load() != nil {
+			t.AddPresence(st.pres)
+		}
 	}
 	for i := range r.shards {
 		r.shards[i].mu.Unlock()

@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,14 +106,17 @@ type shard struct {
 	reorders    int64
 	welcomeMiss int64
 	pongs       int64
+	ticks       int64            // ticks received (publish, churn: not in msgs)
+	presTicks   int64            // of them, ticks that carried a presence field
 	errs        map[string]int64 // protocol trouble and disconnects ("disc:" prefix)
 	errCount    int64
 	_           [64]byte
 }
 
-// connState is the per-connection state: 32 bytes.
+// connState is the per-connection state: 40 bytes.
 type connState struct {
 	win      seq.Window
+	pres     int64 // last subscriber count a tick carried for its topic (-presence); 0 = none yet
 	welcomed bool
 	counted  bool // welcome_missing already counted for this connection
 	subbed   bool // a "subscribed" reply arrived (publish, churn)
@@ -168,6 +172,7 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 		Path:         r.plan.Endpoints[0].Path,
 		Handler:      r,
 		PollerThread: r.mon.SetPollerThread,
+		SSE:          r.cfg.Transport == "sse",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wsload: %w", err)
@@ -294,7 +299,11 @@ func (r *Run) dial(ctx context.Context, it retryItem) {
 	}
 	g := r.cfg.Offset + int(slot)*r.cfg.Stride
 	ep := r.plan.Endpoint(g)
-	c, took, err := r.eng.Dial(engine.Target{Addr: ep.Addr, Host: ep.Host, Source: r.plan.Source(g)}, slot)
+	tg := engine.Target{Addr: ep.Addr, Host: ep.Host, Source: r.plan.Source(g)}
+	if r.cfg.Transport == "sse" && r.cfg.Scenario == "publish" {
+		tg.Path = sseTopicPath(ep.Path, topicName(r.topicOf(slot))) // the subscription is in the URL
+	}
+	c, took, err := r.eng.Dial(tg, slot)
 	r.connMu.Lock()
 	if err != nil {
 		class := engine.Classify(err)
@@ -450,4 +459,13 @@ func (r *Run) peakErrs() int64 {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// sseTopicPath adds the connection's topic to an SSE URL's query.
+func sseTopicPath(path, topic string) string {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + "topics=" + topic
 }
