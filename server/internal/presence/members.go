@@ -24,10 +24,17 @@ type member struct {
 	clients []string // its connections subscribed here
 	last    string   // the last connection that left (for the leave event)
 	leaveAt int64    // Unix ns; set while in grace (no connections)
+	queued  bool     // t.grace holds an entry for this member (at most one)
 }
 
+// graceEntry is a member waiting in t.grace. A member has at most one
+// entry: leaving again while an entry is queued only moves m.leaveAt, and
+// the entry, when it comes due, is queued again for the later time (see
+// expireGrace). So the grace list is bounded by the members, not by how
+// often a client subscribes and unsubscribes.
 type graceEntry struct {
 	topic, key string
+	m          *member
 	at         int64
 }
 
@@ -114,7 +121,10 @@ func (t *Tracker) Leave(topic string, s *bus.Subscription) {
 	m.last = client
 	if t.cfg.Grace > 0 {
 		m.leaveAt = t.now().UnixNano() + int64(t.cfg.Grace)
-		t.grace = append(t.grace, graceEntry{topic: topic, key: key, at: m.leaveAt})
+		if !m.queued {
+			m.queued = true
+			t.grace = append(t.grace, graceEntry{topic: topic, key: key, m: m, at: m.leaveAt})
+		}
 		t.mu.Unlock()
 		return
 	}
@@ -148,25 +158,31 @@ func (t *Tracker) end(topic string, set *memberSet, key string) bool {
 // left is a member whose leave the webhook is told of.
 type left struct{ topic, user, client string }
 
-// expireGrace ends the members whose grace ran out by now.
+// expireGrace ends the members whose grace ran out by now. An entry whose
+// member left again later (a newer leaveAt) is queued again for that time;
+// it may then sit behind entries due later than it, so such a leave can
+// come up to one grace period late, but it always comes.
 func (t *Tracker) expireGrace(now int64, out []left) []left {
 	i := 0
+	var again []graceEntry
 	for ; i < len(t.grace) && t.grace[i].at <= now; i++ {
 		g := t.grace[i]
+		g.m.queued = false
 		set := t.sets[g.topic]
-		if set == nil {
+		if set == nil || set.users[g.key] != g.m || g.m.leaveAt == 0 {
+			continue // ended already, or came back
+		}
+		if g.m.leaveAt > now {
+			g.at, g.m.queued = g.m.leaveAt, true
+			again = append(again, g)
 			continue
 		}
-		m := set.users[g.key]
-		if m == nil || m.leaveAt != g.at {
-			continue // came back, or left again later
-		}
 		if t.end(g.topic, set, g.key) {
-			out = append(out, left{g.topic, m.user, m.last})
+			out = append(out, left{g.topic, g.m.user, g.m.last})
 		}
 	}
 	clear(t.grace[:i])
-	t.grace = t.grace[i:]
+	t.grace = append(t.grace[i:], again...)
 	if len(t.grace) == 0 {
 		t.grace = nil
 	}

@@ -38,8 +38,8 @@
 //   - Everything is bounded: the local maps by the bus's topics and each
 //     member list by MaxMembers, other nodes by maxPeers, the inbound
 //     reports by a channel of inboundCap (over it NATS drops them, and the
-//     gap is mended by a full report), the grace list by the leaves of one
-//     grace period (connections are admitted at a bounded rate), member
+//     gap is mended by a full report), the grace list by the members (one
+//     entry each, however often a client subscribes and unsubscribes), member
 //     events by one frame per 100 changes per member topic per period.
 package presence
 
