@@ -27,6 +27,7 @@ type Conn struct {
 	Shard    uint8         // poller index; per-shard accumulators are uncontended
 	fragging bool
 	early    bool // not registered yet: writes go to pending
+	sse      bool // an SSE stream (sse.go): events, not frames
 }
 
 type errBox struct{ err error }
@@ -55,6 +56,9 @@ var ErrProtocol = errors.New("engine: protocol error")
 func (c *Conn) feed(data []byte, now int64, h Handler, maxMsg int) error {
 	if c.flags.Load()&flagAnswered != 0 {
 		return nil
+	}
+	if c.sse {
+		return c.feedSSE(data, now, h, maxMsg)
 	}
 	if len(c.rest) > 0 {
 		c.rest = append(c.rest, data...)
@@ -172,8 +176,14 @@ func (c *Conn) frame(b []byte, now int64, h Handler, maxMsg int) (int, error) {
 	return end, nil
 }
 
-// WriteText sends one masked text frame. Safe from any goroutine.
-func (c *Conn) WriteText(payload []byte) error { return c.write(wire.OpText, payload) }
+// WriteText sends one masked text frame. Safe from any goroutine. On an
+// SSE stream it sends nothing (an SSE client has no messages to send).
+func (c *Conn) WriteText(payload []byte) error {
+	if c.sse {
+		return nil
+	}
+	return c.write(wire.OpText, payload)
+}
 
 func (c *Conn) write(op byte, payload []byte) error {
 	var stack [256]byte
@@ -226,6 +236,10 @@ func (c *Conn) write(op byte, payload []byte) error {
 // shutting the socket down (Abort) so that the poller closes it, leaves no
 // such window.
 func (c *Conn) Close() {
+	if c.sse { // no closing handshake on a stream
+		c.Abort()
+		return
+	}
 	c.closeErr.CompareAndSwap(nil, &errBox{ErrClosedByClient})
 	if c.flags.Or(flagClosing)&flagClosing != 0 {
 		return

@@ -66,6 +66,9 @@ type Config struct {
 	// PollerThread, if set, is called on the poller goroutine (locked to
 	// its OS thread) with the poller's index before each batch of data.
 	PollerThread func(poller int)
+	// SSE reads the server's Server-Sent Events stream (GET, default path
+	// "/sse") instead of upgrading to WebSocket (sse.go).
+	SSE bool
 }
 
 // Engine owns the nbio pollers of one wsload process.
@@ -92,6 +95,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Path == "" {
 		cfg.Path = "/ws"
+		if cfg.SSE {
+			cfg.Path = "/sse"
+		}
 	}
 	if cfg.MaxMessage <= 0 {
 		cfg.MaxMessage = 1 << 20
@@ -156,6 +162,7 @@ type Target struct {
 	Addr   string // host:port of the server
 	Host   string // Host header; Addr when empty
 	Source net.IP // local source address; nil = kernel's choice
+	Path   string // request path with query; Config.Path when empty
 }
 
 // ErrBadHandshake: the server answered the upgrade with something other
@@ -186,7 +193,16 @@ func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
 	if host == "" {
 		host = t.Addr
 	}
-	rest, err := handshake(nc, host, e.cfg.Path)
+	path := t.Path
+	if path == "" {
+		path = e.cfg.Path
+	}
+	var rest []byte
+	if e.cfg.SSE {
+		rest, err = handshakeSSE(nc, host, path)
+	} else {
+		rest, err = handshake(nc, host, path)
+	}
 	if err != nil {
 		_ = nc.Close()
 		return nil, 0, err
@@ -198,7 +214,7 @@ func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
 		_ = nc.Close()
 		return nil, 0, fmt.Errorf("engine: hand socket to poller: %w", err)
 	}
-	c := &Conn{nb: nb, Slot: slot, Shard: uint8(nb.Hash() % e.cfg.Pollers), early: true}
+	c := &Conn{nb: nb, Slot: slot, Shard: uint8(nb.Hash() % e.cfg.Pollers), early: true, sse: e.cfg.SSE}
 	nb.SetSession(c)
 	var feedErr error
 	if len(rest) > 0 {

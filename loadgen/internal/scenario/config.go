@@ -35,6 +35,9 @@ type Config struct {
 	PubCount  int           `json:"pub_count"`
 	PingRate  float64       `json:"ping_rate"`  // pings per second of this process
 	ChurnRate float64       `json:"churn_rate"` // reconnects per second of this process
+	// Transport: "ws" (default) or "sse" (the server's /sse stream; the
+	// publish scenario puts each connection's topic in its URL).
+	Transport string `json:"transport,omitempty"`
 	// Presence: subscribe with "presence":true; the counts ticks carry
 	// are checked at the end (result.TopicStat's presence fields).
 	Presence bool `json:"presence"`
@@ -89,6 +92,10 @@ func (c *Config) validate() error {
 		return errors.New("scenario: -admin is required for publish and churn")
 	case c.Presence && !pubs:
 		return errors.New("scenario: -presence needs the publish or churn scenario")
+	case c.Transport != "" && c.Transport != "ws" && c.Transport != "sse":
+		return fmt.Errorf("scenario: -transport must be ws or sse, not %q", c.Transport)
+	case c.Transport == "sse" && (c.Scenario == "churn" || c.Scenario == "echo"):
+		return fmt.Errorf("scenario: -transport sse serves connect, ticks and publish (an SSE client sends nothing), not %s", c.Scenario)
 	case c.PubRate < 0 || c.PingRate < 0 || c.ChurnRate < 0:
 		return errors.New("scenario: rates must be >= 0")
 	case c.PubAfter < 0 || c.PubAfter >= c.Duration:

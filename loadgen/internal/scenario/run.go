@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,6 +172,7 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 		Path:         r.plan.Endpoints[0].Path,
 		Handler:      r,
 		PollerThread: r.mon.SetPollerThread,
+		SSE:          r.cfg.Transport == "sse",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wsload: %w", err)
@@ -297,7 +299,11 @@ func (r *Run) dial(ctx context.Context, it retryItem) {
 	}
 	g := r.cfg.Offset + int(slot)*r.cfg.Stride
 	ep := r.plan.Endpoint(g)
-	c, took, err := r.eng.Dial(engine.Target{Addr: ep.Addr, Host: ep.Host, Source: r.plan.Source(g)}, slot)
+	tg := engine.Target{Addr: ep.Addr, Host: ep.Host, Source: r.plan.Source(g)}
+	if r.cfg.Transport == "sse" && r.cfg.Scenario == "publish" {
+		tg.Path = sseTopicPath(ep.Path, topicName(r.topicOf(slot))) // the subscription is in the URL
+	}
+	c, took, err := r.eng.Dial(tg, slot)
 	r.connMu.Lock()
 	if err != nil {
 		class := engine.Classify(err)
@@ -453,4 +459,13 @@ func (r *Run) peakErrs() int64 {
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// sseTopicPath adds the connection's topic to an SSE URL's query.
+func sseTopicPath(path, topic string) string {
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + "topics=" + topic
 }

@@ -61,7 +61,10 @@ func Parse(urls, sources string) (Plan, error) {
 func parseURL(raw string) ([]Endpoint, error) {
 	rest, ok := strings.CutPrefix(raw, "ws://")
 	if !ok {
-		return nil, fmt.Errorf("targets: bad -url %q: only ws:// is supported", raw)
+		rest, ok = strings.CutPrefix(raw, "http://") // an SSE stream (-transport sse)
+	}
+	if !ok {
+		return nil, fmt.Errorf("targets: bad -url %q: only ws:// (or http:// for SSE) is supported", raw)
 	}
 	hostport, path := rest, "/"
 	if i := strings.IndexAny(rest, "/?"); i >= 0 {

@@ -47,7 +47,10 @@ func TestPlanSpreads(t *testing.T) {
 	if _, err := Parse("ws://10.1.1.1:80/ws", ""); err == nil {
 		t.Error("non-loopback target accepted")
 	}
-	if _, err := Parse("http://127.0.0.1:80/", ""); err == nil {
-		t.Error("http scheme accepted")
+	if _, err := Parse("https://127.0.0.1:80/", ""); err == nil {
+		t.Error("https scheme accepted")
+	}
+	if p, err := Parse("http://127.0.0.1:80/sse?topics=a", ""); err != nil || p.Endpoints[0].Path != "/sse?topics=a" {
+		t.Errorf("http:// (an SSE stream) refused: %v", err) // -transport sse
 	}
 }
