@@ -316,6 +316,11 @@ func AppendLatestEntry(dst []byte, topic string, seq uint64, data []byte) []byte
 // AppendMsg appends a published message: seq is the topic's sequence
 // number, ts when the server accepted the publish (Unix ns), data the
 // published JSON value.
+// MsgOverhead is the most AppendMsg adds besides the topic's and the
+// value's bytes (a topic needs no escaping: see ValidTopic), for sizing a
+// frame's buffer once.
+const MsgOverhead = len(`{"type":"msg","topic":"","seq":18446744073709551615,"ts":-9223372036854775808,"data":}`)
+
 func AppendMsg(dst []byte, topic string, seq uint64, ts int64, data []byte) []byte {
 	dst = append(dst, `{"type":"msg","topic":`...)
 	dst = AppendString(dst, topic)

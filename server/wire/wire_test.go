@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -217,4 +218,15 @@ func FuzzParseServer(f *testing.F) {
 			t.Fatalf("%q accepted without a type", b)
 		}
 	})
+}
+
+func TestMsgOverheadIsTheMost(t *testing.T) {
+	for _, seq := range []uint64{0, 1, math.MaxUint64} {
+		for _, ts := range []int64{0, math.MaxInt64, math.MinInt64} {
+			b := AppendMsg(nil, "t", seq, ts, []byte("1"))
+			if extra := len(b) - 2; extra > MsgOverhead {
+				t.Fatalf("seq %d ts %d: AppendMsg added %d bytes, over MsgOverhead %d", seq, ts, extra, MsgOverhead)
+			}
+		}
+	}
 }

@@ -320,7 +320,7 @@ func (b *Bus) append(t *Topic, seq uint64, ts int64, data, notice []byte) *Messa
 // message encodes message seq of t (its frame holds the one copy of data).
 func (t *Topic) message(seq uint64, ts int64, data, notice []byte) *Message {
 	m := &Message{Topic: t, Seq: seq, TS: ts, Notice: notice}
-	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+64+len(t.name)+len(data))), t.name, seq, ts, data), wire.OpText)
+	m.Frame = wire.EndFrame(wire.AppendMsg(wire.BeginFrame(make([]byte, 0, wire.MaxHeader+wire.MsgOverhead+len(t.name)+len(data))), t.name, seq, ts, data), wire.OpText)
 	// The frame ends with the value and "}": keep that copy only, so that
 	// history holds one copy of the value (and the caller's buffer goes).
 	m.Data = m.Frame[len(m.Frame)-1-len(data) : len(m.Frame)-1 : len(m.Frame)-1]

@@ -268,3 +268,21 @@ func TestUnsubscribeWithoutASubscriptionChangesNothing(t *testing.T) {
 		t.Fatalf("unsubscribe from a topic never seen: %v", err)
 	}
 }
+
+// A message's frame is allocated once at its final size: history holds one
+// copy of each value, not a regrown buffer a third larger.
+func TestMessageFrameIsNotRegrown(t *testing.T) {
+	b, _, _ := newBus(t, Config{})
+	data := append(append([]byte{'"'}, bytes.Repeat([]byte{'x'}, DefaultMaxDataBytes-2)...), '"')
+	for _, name := range []string{"a", "a.fairly.long/topic-name:with@everything_allowed"} {
+		for range 3 { // seq and ts grow; the frame must still fit
+			m, err := b.Publish(name, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if spare := cap(m.Frame) - len(m.Frame); spare < 0 || spare > 64 {
+				t.Fatalf("topic %q: frame len %d cap %d: allocated %d bytes more than it needs", name, len(m.Frame), cap(m.Frame), spare)
+			}
+		}
+	}
+}

@@ -27,6 +27,12 @@ type member struct {
 	queued  bool     // t.grace holds an entry for this member (at most one)
 }
 
+// MaxGraceEntries caps the members in their grace period on a node; over
+// it a member whose last connection leaves leaves at once (as with no
+// grace): a leave and a join more, never more memory. 2^20 entries hold
+// about 0.5 GB with their members.
+const MaxGraceEntries = 1 << 20
+
 // graceEntry is a member waiting in t.grace. A member has at most one
 // entry: leaving again while an entry is queued only moves m.leaveAt, and
 // the entry, when it comes due, is queued again for the later time (see
@@ -119,7 +125,7 @@ func (t *Tracker) Leave(topic string, s *bus.Subscription) {
 		return
 	}
 	m.last = client
-	if t.cfg.Grace > 0 {
+	if t.cfg.Grace > 0 && (m.queued || len(t.grace) < MaxGraceEntries) {
 		m.leaveAt = t.now().UnixNano() + int64(t.cfg.Grace)
 		if !m.queued {
 			m.queued = true

@@ -53,3 +53,26 @@ func TestGraceListHoldsOneEntryPerMember(t *testing.T) {
 		t.Fatalf("member sets left: %v", tr.sets)
 	}
 }
+
+// Over MaxGraceEntries members in grace, a member leaves at once.
+func TestGraceListIsCapped(t *testing.T) {
+	var leaves int
+	tr, err := New(Config{Members: "room.*", Grace: time.Minute}, nil, nil,
+		func(_, _, _ string, joined bool) {
+			if !joined {
+				leaves++
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.grace = make([]graceEntry, MaxGraceEntries) // as if full
+	sub := &bus.Subscription{Subscriber: subscriber("c1"), Topic: "room.a", User: "ann"}
+	if err := tr.Join("room.a", sub); err != nil {
+		t.Fatal(err)
+	}
+	tr.Leave("room.a", sub)
+	if len(tr.grace) != MaxGraceEntries || leaves != 1 || len(tr.sets) != 0 {
+		t.Fatalf("over the cap: %d entries, %d leaves, %d member sets; want the cap, 1 leave at once, none", len(tr.grace), leaves, len(tr.sets))
+	}
+}
