@@ -133,7 +133,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (cfg scenario.Conf
 	fs.IntVar(&cfg.Retries, "retries", 0, "dial a slot again up to this many times after a failed connect (not after fd_limit or port_exhaustion); 0 = never")
 	fs.DurationVar(&cfg.RetryBackoff, "retry-backoff", time.Second, "wait before the first retry, doubling per attempt up to 30s, jittered ×[0.5,1.5); a server's Retry-After takes precedence")
 	fs.BoolVar(&cfg.Presence, "presence", false, "subscribe with \"presence\":true and check the subscriber counts ticks carry (publish, churn)")
-	fs.StringVar(&cfg.Transport, "transport", "ws", "ws, or sse: read the server's Server-Sent Events stream (-url ws://127.0.0.1:8080/sse or http://…; connect, ticks, publish)")
+	fs.StringVar(&cfg.Transport, "transport", "", "ws, or sse: read the server's Server-Sent Events stream (connect, ticks, publish); default: sse for an http:// -url (http://127.0.0.1:8080/sse), else ws")
 	fs.BoolVar(&quiet, "quiet", false, "no live line")
 	if err = fs.Parse(args); err != nil {
 		return

@@ -27,6 +27,11 @@ import (
 // Names of the targets, in the order they are measured.
 var Names = []string{"wspush", "gorilla", "gws", "node-ws", "floor"}
 
+// SSE is wspush serving its clients over Server-Sent Events (GET /sse,
+// wsload -transport sse): a target of its own, not in Names, that
+// -targets can name to compare it with "wspush" (idle and ticks).
+const SSE = "wspush-sse"
+
 // Spec describes one target deployment.
 type Spec struct {
 	Name      string        // one of Names
@@ -60,10 +65,14 @@ func (r *Running) PIDs() []int {
 // URL is the wsload -url for all processes (a port range when several).
 func (r *Running) URL() string {
 	s := r.Spec
-	if s.Procs == 1 {
-		return fmt.Sprintf("ws://127.0.0.1:%d/ws", s.BasePort)
+	scheme, path := "ws", "/ws"
+	if s.Name == SSE { // wsload reads an http:// URL as an SSE stream
+		scheme, path = "http", "/sse"
 	}
-	return fmt.Sprintf("ws://127.0.0.1:%d-%d/ws", s.BasePort, s.BasePort+s.Procs-1)
+	if s.Procs == 1 {
+		return fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, s.BasePort, path)
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d-%d%s", scheme, s.BasePort, s.BasePort+s.Procs-1, path)
 }
 
 // AdminURL is the admin base URL of process i.
@@ -74,7 +83,7 @@ func (r *Running) AdminURL(i int) string {
 // Binary is the executable a target runs from, relative to root.
 func Binary(name string) string {
 	switch name {
-	case "wspush":
+	case "wspush", SSE:
 		return "bin/wspush"
 	case "node-ws":
 		return "bench/peers/node-ws/server.js"
@@ -90,7 +99,7 @@ func (s Spec) Args(i int) ([]string, error) {
 	common := []string{"-addr", addr, "-admin-addr", admin, "-push-interval", s.Interval.String()}
 	var argv []string
 	switch s.Name {
-	case "wspush":
+	case "wspush", SSE:
 		argv = append([]string{filepath.Join(s.Root, Binary(s.Name))}, common...)
 		// the peers neither ping, time out idle clients nor limit
 		// admission; make wspush alike (flags this build has)

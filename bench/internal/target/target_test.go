@@ -31,3 +31,16 @@ func TestWspushFlags(t *testing.T) {
 		t.Fatalf("flags %q", got)
 	}
 }
+
+// TestSSETarget: wspush-sse runs wspush and gives wsload its /sse stream
+// (an http:// URL, which wsload reads as SSE).
+func TestSSETarget(t *testing.T) {
+	r := &Running{Spec: Spec{Name: SSE, BasePort: 9000, Procs: 2}}
+	if got := r.URL(); got != "http://127.0.0.1:9000-9001/sse" {
+		t.Errorf("url %s", got)
+	}
+	argv, err := Spec{Name: SSE, Root: "/r", BasePort: 9000, AdminBase: 9100, Interval: time.Second}.Args(0)
+	if err != nil || argv[0] != "/r/bin/wspush" {
+		t.Errorf("args %v, %v", argv, err)
+	}
+}

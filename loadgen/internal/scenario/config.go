@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -35,8 +36,9 @@ type Config struct {
 	PubCount  int           `json:"pub_count"`
 	PingRate  float64       `json:"ping_rate"`  // pings per second of this process
 	ChurnRate float64       `json:"churn_rate"` // reconnects per second of this process
-	// Transport: "ws" (default) or "sse" (the server's /sse stream; the
-	// publish scenario puts each connection's topic in its URL).
+	// Transport: "ws" or "sse" (the server's /sse stream; the publish
+	// scenario puts each connection's topic in its URL); "" = by -url's
+	// scheme, sse for http://.
 	Transport string `json:"transport,omitempty"`
 	// Presence: subscribe with "presence":true; the counts ticks carry
 	// are checked at the end (result.TopicStat's presence fields).
@@ -114,6 +116,12 @@ func (c *Config) validate() error {
 // values.
 func (c *Config) setDefaults() {
 	c.RetryBackoff = cmp.Or(c.RetryBackoff, time.Second)
+	if c.Transport == "" {
+		c.Transport = "ws"
+		if strings.HasPrefix(c.URL, "http://") {
+			c.Transport = "sse"
+		}
+	}
 	if c.Stride <= 0 {
 		c.Stride = 1
 	}

@@ -83,6 +83,12 @@ func TestSSETransportChecked(t *testing.T) {
 			t.Errorf("%+v: %v", c, err)
 		}
 	}
+	for url, want := range map[string]string{"http://127.0.0.1:8080/sse": "sse", "ws://127.0.0.1:8080/ws": "ws"} {
+		c := Config{URL: url}
+		if c.setDefaults(); c.Transport != want {
+			t.Errorf("-url %s: transport %q, want %q", url, c.Transport, want)
+		}
+	}
 	if got := sseTopicPath("/sse?mode=stream", "t1"); got != "/sse?mode=stream&topics=t1" {
 		t.Errorf("sseTopicPath: %q", got)
 	}
