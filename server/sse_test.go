@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -378,4 +379,36 @@ func manyTopics(n int) string {
 		l[i] = fmt.Sprintf("t%d", i)
 	}
 	return strings.Join(l, ",")
+}
+
+// TestSSETLS: the stream works over TLS too (the session reads through
+// nbio's TLS connection; writes are encrypted).
+func TestSSETLS(t *testing.T) {
+	certPath, keyPath, pool := selfSigned(t)
+	s := startServer(t, "-tls-cert", certPath, "-tls-key", keyPath, "-push-interval", "100ms")
+	conn, err := tls.Dial("tcp", s.n.gw.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /sse?topics=a HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("response %v, %v", resp, err)
+	}
+	var got strings.Builder
+	for !strings.Contains(got.String(), "event: tick\n") {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %q: %v", got.String(), err)
+		}
+		got.WriteString(line)
+	}
+	if !strings.Contains(got.String(), "event: subscribed\nid: a:") {
+		t.Errorf("stream %q", got.String())
+	}
 }

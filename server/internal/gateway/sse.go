@@ -13,6 +13,7 @@ import (
 
 	"github.com/lesismal/llib/std/crypto/tls"
 	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/nbhttp"
 
 	"wspush/server/internal/auth"
 	"wspush/server/internal/bus"
@@ -212,11 +213,10 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, err := g.hijackSSE(w)
-	if err != nil {
+	if err != nil { // nothing can be answered on a hijacked connection
 		g.reserved.Add(-1)
 		g.acc.perIP.Release(ip)
 		g.m.UpgradeFailed(metrics.UpgradeBadHandshake)
-		http.Error(w, "sse: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	s.ip = ip
@@ -253,21 +253,20 @@ func (g *Gateway) hijackSSE(w http.ResponseWriter) (*sseSession, error) {
 	if err != nil {
 		return nil, err
 	}
+	// nbc is the socket, conn what nbio reads through, hc what the hub
+	// writes to and closes (only the poller closes: pollerclose.go).
 	var nbc *nbio.Conn
 	var hc hub.Conn
 	switch c := underlying(conn).(type) {
 	case *nbio.Conn:
-		nbc, hc = c, pollerConn{c}
+		nbc, hc, conn = c, pollerConn{c}, c
 	case *tls.Conn:
 		nbc, _ = c.Conn().(*nbio.Conn)
-		hc = pollerTLSConn{c}
-		conn = c
+		hc, conn = pollerTLSConn{c}, c
 	}
 	if nbc == nil {
+		_ = conn.Close()
 		return nil, errors.New("not an nbio connection")
-	}
-	if _, ok := conn.(*tls.Conn); !ok {
-		conn = nbc
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	if g.ln != nil {
@@ -290,8 +289,8 @@ func (g *Gateway) hijackSSE(w http.ResponseWriter) (*sseSession, error) {
 
 // underlying unwraps nbhttp's connection wrapper.
 func underlying(c net.Conn) net.Conn {
-	if n := nbioConn(c); n != nil {
-		return n
+	if hc, ok := c.(*nbhttp.Conn); ok {
+		return hc.Conn
 	}
 	return c
 }
