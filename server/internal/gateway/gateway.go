@@ -277,8 +277,10 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 func written(c *nbio.Conn, _ []byte, n int) {
 	switch s := c.Session().(type) {
 	case *websocket.Conn:
-		if cl := client(s); cl != nil {
-			cl.Written(n)
+		// The session's own client, which cl points to (onOpen): reading
+		// cl would cost a cache miss per write on the push path.
+		if ss, ok := s.Session().(*session); ok {
+			ss.client.Written(n)
 		}
 	case *sseSession:
 		s.cl.Written(n)
