@@ -21,18 +21,18 @@ func writeCluster(b *strings.Builder, f *scenario.File) {
 		return
 	}
 	c := r.Config
-	ticks := "no ticks"
+	ticks := "no ticks, pings or idle timeout"
 	if c.Ticks > 0 {
-		ticks = fmt.Sprintf("`-push-interval %s`", c.Ticks)
+		ticks = fmt.Sprintf("`-push-interval %s`, no pings or idle timeout", c.Ticks)
 	}
 	pres := ""
 	if c.Presence {
 		pres = ` -presence` + " (every `sub` with `\"presence\":true`)"
 	}
-	fmt.Fprintf(b, "A nats-server %s with JetStream and %d wspush nodes joined by it (ports %d–%d, `-nats`, `-max-conns %d`, `-history-ttl 1h`, %s, no pings or idle timeout); "+
-		"wsload `publish -topics %d -procs auto -sources %s`%s: %d subscribers over all nodes, ramp %d/s; "+
+	fmt.Fprintf(b, "A nats-server %s with JetStream and %d wspush nodes joined by it (ports %d–%d, `-nats`, `-max-conns %d`, `-history-ttl 1h`, %s); "+
+		"wsload `publish -topics %d -procs auto -sources %s`%s: %d subscribers of %s over all nodes, ramp %d/s; "+
 		"then %d publishes through node 0's `POST /v1/publish`, one every %s from %s after wsload's start. Everything on this one machine.\n\n",
-		cmp.Or(r.NATSVersion, "–"), c.Procs, c.Port, c.Port+c.Procs-1, c.MaxConns, ticks, max(c.Topics, 1), c.Sources, pres, c.Conns, c.Rate, c.Publishes, c.PubEvery, c.PubAfter)
+		cmp.Or(r.NATSVersion, "–"), c.Procs, c.Port, c.Port+c.Procs-1, c.MaxConns, ticks, max(c.Topics, 1), c.Sources, pres, c.Conns, topicsPhrase(c.Topics), c.Rate, c.Publishes, c.PubEvery, c.PubAfter)
 	b.WriteString("End-to-end latency = wsload's read − the message's `ts` (when the node accepted the publish). " +
 		"One publish is in flight at a time, so a publish's max is the time it took to reach every client.\n\n")
 	want := c.Owed()
@@ -113,4 +113,12 @@ func classes(m map[string]int64) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// topicsPhrase is "one topic" or "100 topics".
+func topicsPhrase(n int) string {
+	if n <= 1 {
+		return "one topic"
+	}
+	return fmt.Sprintf("%d topics", n)
 }

@@ -44,7 +44,8 @@ func writeClusterTicks(b *strings.Builder, files []*scenario.File) {
 	b.WriteString("## Ticks and presence on the cluster: cost per connection and per tick\n\n")
 	b.WriteString("`wsbench cluster -presence` (or `-ticks 5s` for presence off): the cluster run above with ticks on, the subscribers spread over `-topics` topics, " +
 		"and with `-presence` every `sub` asking for `\"presence\":true`. RSS per connection = the nodes' summed RSS / the connections they hold, before the first publish; " +
-		"CPU per tick = the nodes' summed CPU seconds / the ticks they pushed (their `/v1/stats` `pushes`) over the tick phase (all connected, before the first publish). " +
+		"CPU per tick = the nodes' summed CPU seconds / the ticks they pushed (their `/v1/stats` `pushes`) over the tick phase: from one tick interval + 2 s after all were connected " +
+		"(runs before 2026-12-01 06:20 UTC: from the moment all were connected, so the presence-on run's window includes each client's tick with the final count) until the first publish. " +
 		"The presence check: at the end, every connected client's last count for its topic must equal that topic's connected subscribers.\n\n")
 	b.WriteString("| run | conns / nodes / topics | push interval | presence | RSS per conn | CPU per tick | ticks/s in the tick phase (window) | nodes' CPU | ticks carrying a count | counts right | all publishes reached all |\n")
 	b.WriteString("|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|\n")
@@ -68,6 +69,12 @@ func writeClusterTicks(b *strings.Builder, files []*scenario.File) {
 			f.Started.UTC().Format("2006-01-02 15:04"), c.Conns, c.Procs, c.Topics, c.Ticks, pres, r.RSSTotalPerConn, perTick, rate, cores, carried, right, yes(r.AllReached))
 		if r.Err != "" {
 			fmt.Fprintf(b, "\n> run %s ended with: `%s`\n\n", f.Started.UTC().Format("2006-01-02 15:04"), r.Err)
+		}
+	}
+	for _, f := range runs {
+		if r := f.Cluster; !r.AllReached || (r.Config.Presence && !r.PresenceOK) {
+			b.WriteString("\nA \"no\" is explained with the runs in [cluster.md](cluster.md#presence) (counts, and publishes whose HTTP call timed out on a saturated machine: `errors` in the result file).\n")
+			break
 		}
 	}
 	b.WriteString("\n")

@@ -304,13 +304,20 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 	plateauBy := start.Add(c.PubAfter - min(c.PubAfter/4, 2*time.Second))
 	admins := f.adminURLs()
 	plateau, lastLog := false, time.Now()
-	var tm tickMeter
+	var (
+		tm        tickMeter
+		plateauAt time.Time
+	)
 	for {
 		nodes, _ := procstat.SumRSS(f.nodePIDs())
 		nats, _ := procstat.SumRSS([]int{f.nats.Process.Pid})
 		r.NodesRSSPeak, r.NATSRSSPeak = max(r.NodesRSSPeak, nodes), max(r.NATSRSSPeak, nats)
-		if plateau && c.Ticks > 0 && time.Until(start.Add(c.PubAfter)) > every/2 {
-			tm.read(ctx, f, start) // still in the tick phase: its last reading so far
+		// The tick phase starts one tick interval and a presence period
+		// after the plateau (every client has had its tick with the
+		// final count; later ticks carry no count) and ends with the
+		// last sample before the first publish.
+		if plateau && c.Ticks > 0 && time.Since(plateauAt) >= c.Ticks+2*time.Second && time.Until(start.Add(c.PubAfter)) > every/2 {
+			tm.read(ctx, f, start)
 		}
 		if !plateau {
 			n, _ := sumStats(ctx, admins)
@@ -319,14 +326,11 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 				r.RampS = time.Since(start).Seconds()
 			}
 			if full || time.Now().After(plateauBy) {
-				plateau = true
+				plateau, plateauAt = true, time.Now()
 				r.AtPublish, r.NodesRSS, r.NATSRSS = n, nodes, nats
 				if n > 0 {
 					r.RSSPerConn = float64(nodes-r.NodesRSSBase) / float64(n)
 					r.RSSTotalPerConn = float64(nodes) / float64(n)
-				}
-				if c.Ticks > 0 {
-					tm.read(ctx, f, start) // the tick phase starts
 				}
 				e.logf("cluster: nodes hold %d connections; nodes' RSS %.2f GiB (%.0f B/conn), nats-server %.0f MiB",
 					n, float64(nodes)/(1<<30), r.RSSPerConn, float64(nats)/(1<<20))

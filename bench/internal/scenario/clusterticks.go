@@ -12,9 +12,11 @@ import (
 )
 
 // TickPhase is what the wspush nodes spent on ticks in the cluster run's
-// tick phase: from the moment they hold every connection (or the plateau
-// sample) until the last sample before the first publish, when ticks (and,
-// with presence, the count reports) are the only traffic.
+// tick phase: from one tick interval and 2 s after the moment they hold
+// every connection (or the plateau sample) — by then every client has had
+// the tick that tells it the final count — until the last sample before
+// the first publish, when ticks (and the nodes' presence reports) are the
+// only traffic.
 type TickPhase struct {
 	FromS      float64 `json:"from_s"` // seconds after wsload's launch
 	ToS        float64 `json:"to_s"`
