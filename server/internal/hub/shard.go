@@ -180,6 +180,10 @@ func (s *shard) visitClient(c *Client, dueNs, now int64) {
 func (s *shard) tick(c *Client, dueNs int64) {
 	cfg := &s.h.cfg
 	c.seq++
+	if c.isSSE() && (c.latest == nil || len(*c.latest) == 0) {
+		s.tickSSE(c, dueNs) // sse.go
+		return
+	}
 	buf := wire.AppendTickOpen(wire.BeginFrame(s.buf), c.seq, dueNs, cfg.PushText)
 	if c.latest == nil || len(*c.latest) == 0 {
 		buf = append(buf, '}')

@@ -252,3 +252,16 @@ func (s *shard) subSSE(it *item) {
 		s.deliverSSE(c, m)
 	}
 }
+
+// tickSSE writes a plain tick (no latest values or presence counts, so no
+// line break in its JSON: strings are escaped) as an event, encoded
+// straight into the shard's scratch; ticks with values go through Send.
+func (s *shard) tickSSE(c *Client, dueNs int64) {
+	b := append(wire.AppendTick(append(s.ebuf[:0], "event: tick\ndata: "...), c.seq, dueNs, s.h.cfg.PushText), "\n\n"...)
+	s.ebuf = b
+	if c.write(b) {
+		s.pushes++
+		s.frames++
+		s.bytes += uint64(len(b))
+	}
+}

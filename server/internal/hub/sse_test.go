@@ -248,3 +248,34 @@ func TestSSENewEpoch(t *testing.T) {
 		}
 	}
 }
+
+// TestSSELatestTick: a tick carrying latest-mode values (JSON that may
+// hold line breaks) is an event with one data line per JSON line.
+func TestSSELatestTick(t *testing.T) {
+	h, err := New(Config{PushInterval: 100 * time.Millisecond, PingInterval: Disabled, IdleTimeout: Disabled, Shards: 1},
+		metrics.New(func() int64 { return 0 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := bus.New(bus.Config{}, h.Local())
+	r := &recConn{}
+	r.c = h.NewSSEClient(r)
+	h.Register(r.c)
+	if err := bs.Subscribe(bus.Subscription{Subscriber: r.c, Topic: "p", Latest: true}); err != nil {
+		t.Fatal(err)
+	}
+	s := h.shards[0]
+	now := time.Now()
+	s.step(now)
+	if _, err := bs.Publish("p", []byte("{\"v\":\n2}")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 12; i++ {
+		now = now.Add(10 * time.Millisecond)
+		s.step(now)
+	}
+	if out := r.String(); !strings.Contains(out, "event: tick\ndata: {\"type\":\"tick\",\"seq\":1,") ||
+		!strings.Contains(out, ",\"topics\":{\"p\":{\"seq\":1,\"data\":{\"v\":\ndata: 2}}}}\n\n") {
+		t.Errorf("no latest tick event:\n%s", out)
+	}
+}
