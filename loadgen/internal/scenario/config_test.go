@@ -11,11 +11,11 @@ func TestValidateThenDefaults(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.RetryBackoff != time.Second || c.Stride != 1 || c.Timeout != 10*time.Second || c.Dialers != 64 || c.Pollers != 1 {
+	if c.RetryBackoff != time.Second || c.Stride != 1 || c.Timeout != 10*time.Second || c.Dialers != 64 || c.Pollers != 1 || c.Transport != "ws" {
 		t.Fatalf("defaults not set: %+v", c)
 	}
 	set := Config{Scenario: "ticks", Conns: 10, Rate: 100, Duration: time.Minute, RetryBackoff: 2 * time.Second, Stride: 3,
-		Timeout: time.Second, Dialers: 5, Pollers: 2}
+		Timeout: time.Second, Dialers: 5, Pollers: 2, Transport: "sse", URL: "http://127.0.0.1:1/sse"}
 	want := set
 	if err := set.Validate(); err != nil || set != want {
 		t.Fatalf("set fields changed: %v %+v", err, set)
