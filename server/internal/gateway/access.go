@@ -197,6 +197,21 @@ func (g *Gateway) opened(c *websocket.Conn, grant *auth.Grant, ip netip.Addr) {
 	}
 }
 
+// reserve takes one of -max-conns for a connection being set up (released
+// with g.reserved.Add(-1) if it fails); over the cap it answers 503 and
+// gives back ip's per-IP slot.
+func (g *Gateway) reserve(w http.ResponseWriter, ip netip.Addr) bool {
+	if n := g.reserved.Add(1); g.cfg.MaxConns > 0 && n > int64(g.cfg.MaxConns) {
+		g.reserved.Add(-1)
+		g.acc.perIP.Release(ip)
+		g.m.UpgradeFailed(metrics.UpgradeMaxConns)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "server is at its connection limit ("+strconv.Itoa(g.cfg.MaxConns)+")", http.StatusServiceUnavailable)
+		return false
+	}
+	return true
+}
+
 // closed gives back what opened took.
 func (g *Gateway) closed(c *websocket.Conn) {
 	s := sessionOf(c)

@@ -35,7 +35,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -373,12 +372,7 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if n := g.reserved.Add(1); g.cfg.MaxConns > 0 && n > int64(g.cfg.MaxConns) {
-		g.reserved.Add(-1)
-		g.acc.perIP.Release(ip)
-		g.m.UpgradeFailed(metrics.UpgradeMaxConns)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "server is at its connection limit ("+strconv.Itoa(g.cfg.MaxConns)+")", http.StatusServiceUnavailable)
+	if !g.reserve(w, ip) {
 		return
 	}
 	c, err := g.upgrader.Upgrade(w, r, nil)
