@@ -66,46 +66,7 @@ func TestBrowserDemoPage(t *testing.T) {
 	pageURL := "http://" + proxy.addr() + "/"
 	adminURL := "http://" + n.admin.Addr().String()
 
-	// The browser: a fresh profile, and nothing that talks to the network
-	// by itself. Every step below runs under root, so a hung browser
-	// cannot make the test outlive its budget.
-	profile := t.TempDir()
-	var chromeOut lockedBuffer
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox, // we may run as root, where the sandbox refuses to start
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-domain-reliability", true),
-		// Resolve no host name at all: the page is on an IP literal, so
-		// only loopback traffic is possible.
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-		chromedp.UserDataDir(profile),
-		chromedp.WindowSize(900, 900),
-		chromedp.CombinedOutput(&chromeOut),
-	)
-	root, cancelRoot := context.WithTimeout(context.Background(), 45*time.Second)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root, opts...)
-	ctx, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		// Close the browser gracefully so that it takes its helper
-		// processes down, then make sure that none is left.
-		closeCtx, cancelClose := context.WithTimeout(ctx, 5*time.Second)
-		if err := chromedp.Cancel(closeCtx); err != nil {
-			t.Logf("closing chromium: %v", err)
-		}
-		cancelClose()
-		cancelBrowser()
-		cancelAlloc()
-		cancelRoot()
-		ensureNoChromiumLeft(t, profile)
-	})
+	ctx, chromeOut := startChromium(t, chromium, 45*time.Second)
 	console := func() []chromedp.ConsoleMessage { return nil }
 	failed := func(format string, args ...any) {
 		t.Helper()
@@ -467,4 +428,48 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// startChromium starts headless Chromium with a fresh profile and nothing
+// that talks to the network by itself (no host name resolves: pages are on
+// IP literals, so only loopback traffic is possible). Every step runs under
+// a root context of timeout, so a hung browser cannot make the test outlive
+// its budget; at cleanup the browser is closed gracefully and no helper
+// process may be left. out collects the browser's own output.
+func startChromium(t *testing.T, chromium string, timeout time.Duration) (ctx context.Context, out *lockedBuffer) {
+	t.Helper()
+	profile := t.TempDir()
+	out = &lockedBuffer{}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox, // we may run as root, where the sandbox refuses to start
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(900, 900),
+		chromedp.CombinedOutput(out),
+	)
+	root, cancelRoot := context.WithTimeout(context.Background(), timeout)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root, opts...)
+	ctx, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		closeCtx, cancelClose := context.WithTimeout(ctx, 5*time.Second)
+		if err := chromedp.Cancel(closeCtx); err != nil {
+			t.Logf("closing chromium: %v", err)
+		}
+		cancelClose()
+		cancelBrowser()
+		cancelAlloc()
+		cancelRoot()
+		ensureNoChromiumLeft(t, profile)
+	})
+	return ctx, out
 }

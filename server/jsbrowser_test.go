@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -27,38 +26,7 @@ func TestBrowserJSClient(t *testing.T) {
 	t.Cleanup(p.close)
 	base := "http://" + p.addr()
 
-	profile := t.TempDir()
-	var chromeOut lockedBuffer
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-domain-reliability", true),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
-		chromedp.UserDataDir(profile),
-		chromedp.CombinedOutput(&chromeOut),
-	)
-	root, cancelRoot := context.WithTimeout(context.Background(), 30*time.Second)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root, opts...)
-	ctx, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
-		closeCtx, cancelClose := context.WithTimeout(ctx, 5*time.Second)
-		if err := chromedp.Cancel(closeCtx); err != nil {
-			t.Logf("closing chromium: %v", err)
-		}
-		cancelClose()
-		cancelBrowser()
-		cancelAlloc()
-		cancelRoot()
-		ensureNoChromiumLeft(t, profile)
-	})
+	ctx, chromeOut := startChromium(t, chromium, 30*time.Second)
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("starting %s: %v\nchromium output:\n%s", chromium, err, chromeOut.String())
 	}
