@@ -290,6 +290,12 @@ func handshake(nc net.Conn, host, path string) ([]byte, error) {
 	if _, err := nc.Write(b); err != nil {
 		return nil, err
 	}
+	return readResponseHead(nc, func(head []byte) error { return checkResponse(head, key[:]) })
+}
+
+// readResponseHead reads a response head from nc and has check judge it;
+// it returns the bytes that came after the head.
+func readResponseHead(nc net.Conn, check func(head []byte) error) ([]byte, error) {
 	pb := bufPool.Get().(*[]byte)
 	defer bufPool.Put(pb)
 	buf := *pb
@@ -298,7 +304,7 @@ func handshake(nc net.Conn, host, path string) ([]byte, error) {
 		m, err := nc.Read(buf[n:])
 		n += m
 		if end := headerEnd(buf[:n]); end >= 0 {
-			if err := checkResponse(buf[:end], key[:]); err != nil {
+			if err := check(buf[:end]); err != nil {
 				return nil, err
 			}
 			if end == n {

@@ -26,29 +26,7 @@ func handshakeSSE(nc net.Conn, host, path string) ([]byte, error) {
 	if _, err := nc.Write(b); err != nil {
 		return nil, err
 	}
-	pb := bufPool.Get().(*[]byte)
-	defer bufPool.Put(pb)
-	buf := *pb
-	n := 0
-	for {
-		m, err := nc.Read(buf[n:])
-		n += m
-		if end := headerEnd(buf[:n]); end >= 0 {
-			if err := checkSSEResponse(buf[:end]); err != nil {
-				return nil, err
-			}
-			if end == n {
-				return nil, nil
-			}
-			return append([]byte(nil), buf[end:n]...), nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n == len(buf) {
-			return nil, fmt.Errorf("%w: response headers over %d bytes", ErrBadHandshake, len(buf))
-		}
-	}
+	return readResponseHead(nc, checkSSEResponse)
 }
 
 // checkSSEResponse wants "HTTP/1.1 200" and an event stream.
