@@ -132,6 +132,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (cfg scenario.Conf
 	fs.Float64Var(&cfg.ChurnRate, "churn-rate", 100, "disconnect+resume per second (churn)")
 	fs.IntVar(&cfg.Retries, "retries", 0, "dial a slot again up to this many times after a failed connect (not after fd_limit or port_exhaustion); 0 = never")
 	fs.DurationVar(&cfg.RetryBackoff, "retry-backoff", time.Second, "wait before the first retry, doubling per attempt up to 30s, jittered ×[0.5,1.5); a server's Retry-After takes precedence")
+	fs.BoolVar(&cfg.Broadcast, "broadcast", false, "publish: do not subscribe; count and time the server's broadcasts (topic \"\"), which someone else sends (wsbench bcast1m)")
 	fs.BoolVar(&cfg.Presence, "presence", false, "subscribe with \"presence\":true and check the subscriber counts ticks carry (publish, churn)")
 	fs.StringVar(&cfg.Transport, "transport", "", "ws, or sse: read the server's Server-Sent Events stream (connect, ticks, publish); default: sse for an http:// -url (http://127.0.0.1:8080/sse), else ws")
 	fs.BoolVar(&quiet, "quiet", false, "no live line")

@@ -43,6 +43,11 @@ type Config struct {
 	// Presence: subscribe with "presence":true; the counts ticks carry
 	// are checked at the end (result.TopicStat's presence fields).
 	Presence bool `json:"presence"`
+	// Broadcast (publish): the clients do not subscribe; the messages
+	// they get are the server's broadcasts (topic ""), sent by someone
+	// else (wsbench bcast1m), checked and timed like topic messages.
+	// wsload publishes nothing then.
+	Broadcast bool `json:"broadcast,omitempty"`
 
 	// Retries: a slot whose connect failed is dialled again up to this
 	// many times (0: never); the first wait is RetryBackoff, doubling
@@ -94,6 +99,8 @@ func (c *Config) validate() error {
 		return errors.New("scenario: -admin is required for publish and churn")
 	case c.Presence && !pubs:
 		return errors.New("scenario: -presence needs the publish or churn scenario")
+	case c.Broadcast && (c.Scenario != "publish" || c.Presence || c.Transport == "sse"):
+		return errors.New("scenario: -broadcast needs the publish scenario over WebSocket, without -presence")
 	case c.Transport != "" && c.Transport != "ws" && c.Transport != "sse":
 		return fmt.Errorf("scenario: -transport must be ws or sse, not %q", c.Transport)
 	case c.Transport == "sse" && (c.Scenario == "churn" || c.Scenario == "echo"):

@@ -18,7 +18,7 @@ import (
 func (r *Run) driver() func(ctx context.Context, start time.Time) {
 	switch r.cfg.Scenario {
 	case "publish":
-		if r.cfg.Publisher && r.cfg.PubRate > 0 {
+		if r.cfg.Publisher && r.cfg.PubRate > 0 && !r.cfg.Broadcast {
 			return r.publisher
 		}
 	case "churn":

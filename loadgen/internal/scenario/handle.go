@@ -28,6 +28,13 @@ func (r *Run) OnMessage(c *engine.Conn, p []byte, now int64) {
 	st := &r.state[c.Slot]
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if seq, ts, ok := parseMsg(p); ok {
+		// the delivery path: no encoding/json (msgparse.go)
+		s.msgs++
+		welcomeCheck(s, st)
+		r.onMsg(s, st, seq, ts, now)
+		return
+	}
 	m := &s.scratch
 	if err := wire.ParseServer(p, m); err != nil {
 		s.errs["bad_frame"]++
@@ -50,10 +57,7 @@ func (r *Run) OnMessage(c *engine.Conn, p []byte, now int64) {
 		return
 	}
 	s.msgs++
-	if !st.welcomed && !st.counted {
-		st.counted = true
-		s.welcomeMiss++
-	}
+	welcomeCheck(s, st)
 	switch m.Type {
 	case wire.TypeTick:
 		if r.cfg.Scenario == "publish" || r.cfg.Scenario == "churn" {
@@ -117,13 +121,28 @@ func (r *Run) onTopic(s *shard, st *connState, tm *topicMsg, now int64) {
 		}
 		return
 	}
-	if !st.subbed {
+	r.onMsg(s, st, tm.Seq, tm.TS, now)
+}
+
+// onMsg checks a delivery's sequence number and records its end-to-end
+// lag (now − the server's ts). With -broadcast every connection counts as
+// subscribed to the broadcasts from its connect on.
+func (r *Run) onMsg(s *shard, st *connState, seq uint64, ts, now int64) {
+	if !st.subbed && !r.cfg.Broadcast {
 		s.errs["msg_before_subscribed"]++
 		s.errCount++
 		return
 	}
-	s.observe(&st.win, tm.Seq)
-	s.record(now - tm.TS)
+	s.observe(&st.win, seq)
+	s.record(now - ts)
+}
+
+// welcomeCheck counts, once per connection, a message before its welcome.
+func welcomeCheck(s *shard, st *connState) {
+	if !st.welcomed && !st.counted {
+		st.counted = true
+		s.welcomeMiss++
+	}
 }
 
 // onPresence keeps the count a tick carried for the connection's topic;

@@ -324,7 +324,14 @@ func (r *Run) dial(ctx context.Context, it retryItem) {
 		r.peak.Store(live) // approximate under races; reporter also samples
 	}
 	r.handles[slot].Store(c)
-	if r.cfg.Scenario == "publish" || r.cfg.Scenario == "churn" {
+	switch {
+	case r.cfg.Broadcast:
+		// no sub: the server's broadcasts reach every connection
+		s := &r.shards[c.Shard]
+		s.mu.Lock()
+		r.state[slot].subbed = true
+		s.mu.Unlock()
+	case r.cfg.Scenario == "publish" || r.cfg.Scenario == "churn":
 		r.subscribe(c)
 	}
 }
