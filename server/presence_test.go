@@ -205,7 +205,7 @@ func TestPresenceClusterNodeDeathWithinLease(t *testing.T) {
 			presSub(t, c, topic, false)
 		}
 	}
-	eventually(t, 3*time.Second, "9 subscribers and members everywhere", func() bool {
+	eventually(t, 15*time.Second, "9 subscribers and members everywhere", func() bool {
 		for _, s := range nodes {
 			if in := presenceOf(t, s, topic); in.Subscribers != 9 || len(in.Members) != 9 {
 				return false
@@ -213,9 +213,9 @@ func TestPresenceClusterNodeDeathWithinLease(t *testing.T) {
 		}
 		return true
 	})
-	nodes[2].n.cluster.Conn().Close() // node 2 goes silent
+	nodes[2].n.cluster.Conn().Close() // node 2 goes silent, and NATS has no subscriber for it
 	died := time.Now()
-	eventually(t, 3*time.Second, "node 2's subscribers and members gone", func() bool {
+	eventually(t, 15*time.Second, "node 2's subscribers and members gone", func() bool {
 		for _, s := range nodes[:2] {
 			in := presenceOf(t, s, topic)
 			if in.Subscribers != 6 || len(in.Members) != 6 || in.Nodes != 2 {
@@ -230,9 +230,19 @@ func TestPresenceClusterNodeDeathWithinLease(t *testing.T) {
 		return true
 	})
 	gone := time.Since(died)
-	t.Logf("gone after %v (lease 600ms, period 200ms)", gone.Round(time.Millisecond))
-	if gone > 600*time.Millisecond+2*200*time.Millisecond+300*time.Millisecond {
-		t.Fatalf("gone after %v, want within the lease and a period or two", gone)
+	t.Logf("gone after %v (lease 600ms, period 200ms, max lease 6s)", gone.Round(time.Millisecond))
+	// The documented bound is the lease plus two periods (with jitter:
+	// 1.04 s). A loaded machine delays the nodes' loops and this test's
+	// polling, so the check is against the max lease, which is what the
+	// nodes would wait for a node that NATS still showed connected: well
+	// under it means they asked NATS, which said the node is gone.
+	if gone > 600*time.Millisecond+2*220*time.Millisecond+time.Second {
+		t.Fatalf("gone after %v, want within the lease and two periods (and well under the 6 s max lease)", gone)
+	}
+	for i, s := range nodes[:2] {
+		if st := s.n.presence.Stats(); st.GoneDrops != 1 || st.SilentDrops != 0 {
+			t.Errorf("node %d: %+v, want one node dropped because NATS had no subscriber for it", i, st)
+		}
 	}
 }
 
@@ -283,13 +293,48 @@ func memberEvents(ch <-chan wire.ServerMsg, d time.Duration) (joins, leaves []st
 	}
 }
 
+// memberEventsUntil reads presence events until user's join (or leave)
+// is among them, or d passes (failing the test), and returns the joins
+// and leaves seen.
+func memberEventsUntil(t *testing.T, ch <-chan wire.ServerMsg, d time.Duration, user string, join bool) (joins, leaves []string) {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case <-timeout:
+			t.Fatalf("no %s of %s within %v (joins %v, leaves %v)", map[bool]string{true: "join", false: "leave"}[join], user, d, joins, leaves)
+		case m, ok := <-ch:
+			if !ok {
+				t.Fatalf("connection closed waiting for %s", user)
+			}
+			if m.Type != wire.TypePresence {
+				continue
+			}
+			for _, j := range m.Join {
+				if j.User != "watcher" {
+					joins = append(joins, j.User)
+				}
+			}
+			for _, l := range m.Leave {
+				leaves = append(leaves, l.User)
+			}
+			for _, u := range map[bool][]string{true: joins, false: leaves}[join] {
+				if u == user {
+					return joins, leaves
+				}
+			}
+		}
+	}
+}
+
 // TestPresenceQuickReconnectMakesNoLeaveJoin: a user who reconnects within
 // the grace period stays a member with no leave and join, for the
 // subscribers and for the webhook; one who stays away leaves after it.
 func TestPresenceQuickReconnectMakesNoLeaveJoin(t *testing.T) {
+	const grace = 2 * time.Second
 	r := newReceiver(t, nil)
 	s := startServer(t, "-jwt-secret", testSecret, "-push-interval", "0", "-presence-members", "room.*",
-		"-presence-grace", "1s", "-presence-period", "100ms",
+		"-presence-grace", grace.String(), "-presence-period", "100ms",
 		"-webhook-url", r.srv.URL, "-webhook-secret", webhookSecret, "-webhook-events", "presence_join,presence_leave")
 	const topic = "room.grace"
 	w, _ := dialUser(t, s, "watcher")
@@ -299,20 +344,24 @@ func TestPresenceQuickReconnectMakesNoLeaveJoin(t *testing.T) {
 	wf := frames(w)
 	a, _ := dialUser(t, s, "alice")
 	presSub(t, a, topic, false)
-	if joins, _ := memberEvents(wf, 500*time.Millisecond); len(joins) != 1 || joins[0] != "alice" {
-		t.Fatalf("joins %v, want alice", joins)
+	if joins, leaves := memberEventsUntil(t, wf, 10*time.Second, "alice", true); len(joins)+len(leaves) != 1 {
+		t.Fatalf("joins %v leaves %v, want alice's join alone", joins, leaves)
 	}
 	a.Close()
-	time.Sleep(200 * time.Millisecond) // away, but for less than the grace
+	closed := time.Now()
 	a2, _ := dialUser(t, s, "alice")
 	presSub(t, a2, topic, false)
-	if joins, leaves := memberEvents(wf, 1500*time.Millisecond); len(joins)+len(leaves) != 0 {
+	if back := time.Since(closed); back >= grace {
+		t.Skipf("the reconnect took %v, not within the %v grace: the machine is too loaded for this test", back, grace)
+	}
+	// A leave would come once the grace after the close ran out, at the
+	// next period: wait until then and a few periods more.
+	if joins, leaves := memberEvents(wf, time.Until(closed.Add(grace+500*time.Millisecond))); len(joins)+len(leaves) != 0 {
 		t.Fatalf("quick reconnect gave joins %v leaves %v, want none", joins, leaves)
 	}
 	a2.Close()
-	_, leaves := memberEvents(wf, 2*time.Second)
-	if len(leaves) != 1 || leaves[0] != "alice" {
-		t.Fatalf("leaves %v, want alice after the grace; %+v", leaves, presenceOf(t, s, topic))
+	if joins, leaves := memberEventsUntil(t, wf, grace+10*time.Second, "alice", false); len(joins) != 0 || len(leaves) != 1 {
+		t.Fatalf("joins %v leaves %v, want alice's leave after the grace; %+v", joins, leaves, presenceOf(t, s, topic))
 	}
 	var got []string
 	eventually(t, 5*time.Second, "webhook events", func() bool {

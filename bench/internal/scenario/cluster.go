@@ -187,6 +187,9 @@ type ClusterResult struct {
 	PresenceOK        bool     `json:"presence_ok,omitempty"`
 	PresenceBad       []string `json:"presence_bad,omitempty"`
 	PresenceBadTopics int      `json:"presence_bad_topics,omitempty"`
+	// With Presence: the nodes' presence protocol counters at the end of
+	// wsload's run (GET /v1/presence, summed; nil if none answered).
+	PresenceProtocol *PresenceProtocol `json:"presence_protocol,omitempty"`
 
 	WsloadBound   bool            `json:"wsload_bound"`
 	WsloadSummary string          `json:"wsload_summary"`
@@ -267,6 +270,9 @@ func Cluster(ctx context.Context, e *Env, c ClusterConfig) (*ClusterResult, erro
 	}()
 	f.sample(runCtx, e, c, r, start)
 	wg.Wait()
+	if c.Presence {
+		r.PresenceProtocol = presenceProtocol(ctx, f.adminURLs())
+	}
 	r.NodeCloses = closesWhenEmpty(ctx, f.adminURLs(), 30*time.Second)
 	if werr != nil {
 		return r, werr

@@ -135,3 +135,74 @@ func (c ClusterConfig) Owed() int64 {
 	}
 	return n
 }
+
+// PresenceProtocol is the nodes' presence protocol counters (the
+// server's presence.Stats), summed over the nodes that answered.
+type PresenceProtocol struct {
+	Nodes int `json:"nodes"` // nodes that answered
+	// MinNodesSeen is the fewest nodes any node counted (all of them
+	// when every node knows every other one).
+	MinNodesSeen     int    `json:"min_nodes_seen"`
+	SyncsSent        uint64 `json:"syncs_sent"`
+	SyncsReceived    uint64 `json:"syncs_received"`
+	MaxSyncsReceived uint64 `json:"max_syncs_received"` // by one node
+	ProbesSent       uint64 `json:"probes_sent"`
+	ProbesReceived   uint64 `json:"probes_received"`
+	FullReports      uint64 `json:"full_reports"`
+	Gaps             uint64 `json:"gaps"`
+	GoneDrops        uint64 `json:"gone_drops"`
+	SilentDrops      uint64 `json:"silent_drops"`
+	Stalls           uint64 `json:"stalls"`
+}
+
+// presenceProtocol reads every node's GET /v1/presence; nodes that do not
+// answer are left out (nil when none answers).
+func presenceProtocol(ctx context.Context, admins []string) *PresenceProtocol {
+	cl := http.Client{Timeout: 5 * time.Second}
+	p := &PresenceProtocol{}
+	for _, a := range admins {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a+"/v1/presence", nil)
+		if err != nil {
+			continue
+		}
+		resp, err := cl.Do(req)
+		if err != nil {
+			continue
+		}
+		var st struct {
+			Nodes          int    `json:"nodes"`
+			SyncsSent      uint64 `json:"syncs_sent"`
+			SyncsReceived  uint64 `json:"syncs_received"`
+			ProbesSent     uint64 `json:"probes_sent"`
+			ProbesReceived uint64 `json:"probes_received"`
+			FullReports    uint64 `json:"full_reports"`
+			Gaps           uint64 `json:"gaps"`
+			GoneDrops      uint64 `json:"gone_drops"`
+			SilentDrops    uint64 `json:"silent_drops"`
+			Stalls         uint64 `json:"stalls"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			continue
+		}
+		if p.Nodes == 0 || st.Nodes < p.MinNodesSeen {
+			p.MinNodesSeen = st.Nodes
+		}
+		p.Nodes++
+		p.SyncsSent += st.SyncsSent
+		p.SyncsReceived += st.SyncsReceived
+		p.MaxSyncsReceived = max(p.MaxSyncsReceived, st.SyncsReceived)
+		p.ProbesSent += st.ProbesSent
+		p.ProbesReceived += st.ProbesReceived
+		p.FullReports += st.FullReports
+		p.Gaps += st.Gaps
+		p.GoneDrops += st.GoneDrops
+		p.SilentDrops += st.SilentDrops
+		p.Stalls += st.Stalls
+	}
+	if p.Nodes == 0 {
+		return nil
+	}
+	return p
+}

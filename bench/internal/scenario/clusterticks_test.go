@@ -44,6 +44,9 @@ func TestClusterPresence(t *testing.T) {
 	if !r.PresenceOK || r.PresenceSubs != conns || r.PresenceBadTopics != 0 {
 		t.Errorf("presence: ok %v, %d clients checked (want %d), bad %q", r.PresenceOK, r.PresenceSubs, conns, r.PresenceBad)
 	}
+	if p := r.PresenceProtocol; p == nil || p.Nodes != procs || p.MinNodesSeen != procs || p.GoneDrops+p.SilentDrops != 0 {
+		t.Errorf("presence protocol %+v, want %d nodes answering, each seeing all, none dropped", p, procs)
+	}
 	if r.PresenceTicks < conns || r.Ticks <= r.PresenceTicks {
 		t.Errorf("%d ticks, %d carrying counts: want every client told at least once, and plain ticks too", r.Ticks, r.PresenceTicks)
 	}

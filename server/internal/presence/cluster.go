@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,25 +15,33 @@ import (
 )
 
 // This file is how counts and members travel between nodes, and the loop
-// (Run) that does everything periodic.
+// (Run) that does everything periodic; liveness.go is how a node decides
+// that another one is gone.
 //
 // Reports go on core NATS (not JetStream: they are state, not history, and
-// the next one supersedes them): subject reportSubject, JSON. A report
-// carries, for each topic that changed since the node's previous report,
-// the node's local count (0: none) and, for member topics, its whole local
-// member list; with reset set, it is the first of a full report and the
-// receiver forgets the node's earlier ones. Reports are numbered; a
-// receiver that sees a gap (NATS dropped one: core NATS is at most once)
-// or a node it does not know asks it, on syncSubject, for a full report.
-// Every node reports every period, an empty report when nothing changed,
-// which keeps its lease.
+// the next one supersedes them): subject reportSubject, JSON, received by
+// every node. A report carries, for each topic that changed since the
+// node's previous report, the node's local count (0: none) and, for member
+// topics, its whole local member list; with reset set, it is the first of
+// a full report and the receiver forgets the node's earlier ones. Reports
+// are numbered. Every node reports every period (jittered), an empty
+// report when nothing changed, which keeps its lease.
+//
+// Everything else is addressed to one node, on subjects of its own:
+// syncPrefix+name asks it for a full report (a receiver saw a gap in its
+// numbers, or does not know it), probePrefix+name asks NATS whether its
+// connection is still there (liveness.go). Nobody else receives them.
 
 const (
 	reportSubject = "wspush.presence.report"
-	syncSubject   = "wspush.presence.sync"
-	inboundCap    = 1024      // reports waiting for the loop
-	maxPeers      = 1024      // other nodes tracked
-	maxReport     = 256 << 10 // bytes of one report, about (NATS's default payload cap is 1 MiB)
+	syncPrefix    = "wspush.presence.sync."  // + node: full reports asked of it
+	probePrefix   = "wspush.presence.probe." // + node: probes of it
+	gonePrefix    = "wspush.presence.gone."  // + asker + "." + node: NATS's "no responders" for a probe
+	inboundCap    = 1024                     // reports waiting for the loop
+	goneCap       = 64                       // "no responders" answers waiting for the loop
+	maxPeers      = 1024                     // other nodes tracked
+	maxPeerTopics = 1 << 20                  // topics tracked per other node
+	maxReport     = 256 << 10                // bytes of one report, about (NATS's default payload cap is 1 MiB)
 )
 
 type report struct {
@@ -44,26 +53,32 @@ type report struct {
 	Members map[string][]wire.Member `json:"members,omitempty"`
 }
 
-// peer is another node as its reports tell.
+// peer is another node as its reports tell. Its maps are bounded by
+// maxPeerTopics (and each member list by MaxMembers).
 type peer struct {
 	seq     uint64
-	seen    int64 // Unix ns of its last report
+	seen    int64 // Unix ns of its last report, plus this node's own stalls since (liveness.go)
+	want    int64 // Unix ns since a full report of it is wanted (0: none)
 	asked   int64 // Unix ns of the last full report asked of it
+	probed  int64 // Unix ns of the last probe sent to it
+	probes  int   // probes sent since its last report
 	counts  map[string]int32
 	members map[string][]wire.Member
 }
 
 // transport is the NATS side: nil on a single node.
 type transport struct {
-	nc      *nats.Conn
-	reports chan *nats.Msg
-	syncs   chan *nats.Msg
+	nc         *nats.Conn
+	reports    chan *nats.Msg
+	gone       chan *nats.Msg
+	reconnects uint64 // nc's reconnections when last looked (Run's goroutine only)
 }
 
 // UseNATS makes the tracker share counts and members through nc; call it
 // before Run.
 func (t *Tracker) UseNATS(nc *nats.Conn) {
-	t.net = &transport{nc: nc, reports: make(chan *nats.Msg, inboundCap), syncs: make(chan *nats.Msg, 16)}
+	t.net = &transport{nc: nc, reports: make(chan *nats.Msg, inboundCap), gone: make(chan *nats.Msg, goneCap),
+		reconnects: nc.Stats().Reconnects}
 }
 
 func randomID() string {
@@ -72,27 +87,47 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// validNode reports whether name can be a NATS subject token.
+func validNode(name string) bool {
+	return name != "" && !strings.ContainsAny(name, ".*> \t\r\n")
+}
+
 // Run does presence's periodic work until ctx is done; on a cluster it
 // then tells the other nodes this one is gone.
 func (t *Tracker) Run(ctx context.Context) error {
+	var reports, gone chan *nats.Msg
 	if n := t.net; n != nil {
 		rs, err := n.nc.ChanSubscribe(reportSubject, n.reports)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = rs.Unsubscribe() }()
-		ss, err := n.nc.ChanSubscribe(syncSubject, n.syncs)
+		// The node's own subjects: callbacks that only count and set a
+		// flag, so they never fall behind however many ask.
+		ss, err := n.nc.Subscribe(syncPrefix+t.cfg.Node, func(*nats.Msg) {
+			t.stats.syncsIn.Add(1)
+			t.syncAsked.Store(true)
+		})
 		if err != nil {
 			return err
 		}
 		defer func() { _ = ss.Unsubscribe() }()
+		ps, err := n.nc.Subscribe(probePrefix+t.cfg.Node, func(*nats.Msg) {
+			t.stats.probesIn.Add(1) // delivered: that is the whole answer
+		})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = ps.Unsubscribe() }()
+		gs, err := n.nc.ChanSubscribe(gonePrefix+t.cfg.Node+".*", n.gone)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = gs.Unsubscribe() }()
+		reports, gone = n.reports, n.gone
 	}
-	tick := time.NewTicker(t.cfg.Period)
-	defer tick.Stop()
-	var reports, syncs chan *nats.Msg
-	if t.net != nil {
-		reports, syncs = t.net.reports, t.net.syncs
-	}
+	timer := time.NewTimer(t.nextPeriod(t.now()))
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -107,14 +142,16 @@ func (t *Tracker) Run(ctx context.Context) error {
 			return nil
 		case m := <-reports:
 			t.receive(m.Data)
-		case m := <-syncs:
-			if string(m.Data) == t.cfg.Node {
-				t.mu.Lock()
-				t.resync = true
-				t.mu.Unlock()
+		case m := <-gone:
+			t.noResponders(m)
+		case now := <-timer.C:
+			// Reports that came while the loop waited count first: a
+			// node is never dropped for a report that sits in the queue.
+			for n := len(reports); n > 0; n-- {
+				t.receive((<-reports).Data)
 			}
-		case now := <-tick.C:
 			t.period(now)
+			timer.Reset(t.nextPeriod(t.now()))
 		}
 	}
 }
@@ -128,7 +165,7 @@ type remoteSet struct {
 // receive applies one node's report.
 func (t *Tracker) receive(data []byte) {
 	var r report
-	if err := json.Unmarshal(data, &r); err != nil || r.Node == "" {
+	if err := json.Unmarshal(data, &r); err != nil || !validNode(r.Node) {
 		t.cfg.Logger.Warn("presence: bad report", "err", err)
 		return
 	}
@@ -137,7 +174,6 @@ func (t *Tracker) receive(data []byte) {
 	}
 	now := t.now().UnixNano()
 	var sets []remoteSet
-	var ask bool
 	t.mu.Lock()
 	p := t.peers[r.Node]
 	switch {
@@ -155,19 +191,21 @@ func (t *Tracker) receive(data []byte) {
 		}
 		p = &peer{counts: map[string]int32{}, members: map[string][]wire.Member{}}
 		t.peers[r.Node] = p
-		ask = !r.Reset // joined mid-stream: ask for everything
+		if !r.Reset {
+			p.want = now // joined mid-stream: a full report is wanted
+		}
 	case r.Reset:
 		sets = t.clearPeer(p, sets)
 	case r.Seq != p.seq+1:
-		ask = true // a report was lost; what came still holds
+		t.stats.gaps.Add(1)
+		if p.want == 0 {
+			p.want = now // a report was lost; what came still holds
+		}
 	}
-	if ask && now-p.asked < int64(t.cfg.Period) {
-		ask = false
+	if r.Reset {
+		p.want = 0
 	}
-	if ask {
-		p.asked = now
-	}
-	p.seq, p.seen = r.Seq, now
+	p.seq, p.seen, p.probes = r.Seq, max(now, p.seen), 0
 	for topic, n := range r.Counts {
 		sets = t.setCount(p, topic, n, sets)
 	}
@@ -176,9 +214,6 @@ func (t *Tracker) receive(data []byte) {
 	}
 	t.mu.Unlock()
 	t.setRemote(sets)
-	if ask {
-		_ = t.net.nc.Publish(syncSubject, []byte(r.Node))
-	}
 }
 
 // setCount records p's count of topic.
@@ -186,8 +221,12 @@ func (t *Tracker) setCount(p *peer, topic string, n int32, sets []remoteSet) []r
 	if n < 0 {
 		n = 0
 	}
-	old := p.counts[topic]
+	old, had := p.counts[topic]
 	if n == old {
+		return sets
+	}
+	if !had && len(p.counts) >= maxPeerTopics {
+		t.stats.overflow.Add(1)
 		return sets
 	}
 	if n == 0 {
@@ -208,6 +247,10 @@ func (t *Tracker) setCount(p *peer, topic string, n int32, sets []remoteSet) []r
 func (t *Tracker) setMembers(p *peer, topic string, l []wire.Member) {
 	if !t.isMemberTopic(topic) {
 		return // not a member topic here: configure every node alike
+	}
+	if _, had := p.members[topic]; !had && len(l) > 0 && len(p.members) >= maxPeerTopics {
+		t.stats.overflow.Add(1)
+		return
 	}
 	if len(l) > t.cfg.MaxMembers {
 		l = l[:t.cfg.MaxMembers]
@@ -248,7 +291,7 @@ func (t *Tracker) clearPeer(p *peer, sets []remoteSet) []remoteSet {
 	return sets
 }
 
-// dropPeer forgets node p: it stopped or its lease ran out.
+// dropPeer forgets node p: it stopped or is gone.
 func (t *Tracker) dropPeer(node string, p *peer, sets []remoteSet) []remoteSet {
 	sets = t.clearPeer(p, sets)
 	delete(t.peers, node)
@@ -263,74 +306,13 @@ func (t *Tracker) setRemote(sets []remoteSet) {
 	}
 }
 
-// period is the loop's periodic work.
-func (t *Tracker) period(now time.Time) {
-	nowNs := now.UnixNano()
-	var sets []remoteSet
-	var lefts []left
-	var events []event
-	var out [][]byte
-	t.mu.Lock()
-	// Nodes past their lease leave, with their members; the surviving node
-	// with the smallest name tells the webhook of those members.
-	var deadMembers []left
-	for node, p := range t.peers {
-		if nowNs-p.seen > int64(t.cfg.Lease) {
-			for topic, l := range p.members {
-				for _, m := range l {
-					deadMembers = append(deadMembers, left{topic, m.User, m.Client})
-				}
-			}
-			sets = t.dropPeer(node, p, sets)
-			t.cfg.Logger.Info("presence: a node's lease ran out", "node", node)
-		}
-	}
-	if len(deadMembers) > 0 && t.smallest() {
-		for _, d := range deadMembers {
-			u := t.unionMap(d.topic)
-			if _, still := u[memberKey(d.user, d.client)]; !still {
-				lefts = append(lefts, d)
-			}
-		}
-	}
-	lefts = t.expireGrace(nowNs, lefts)
-	events = t.memberEvents(events)
-	if t.net != nil {
-		out = t.report()
-	}
-	t.mu.Unlock()
-	t.setRemote(sets)
-	if t.events != nil {
-		for _, l := range lefts {
-			t.events(l.topic, l.user, l.client, false)
-		}
-	}
-	for _, e := range events {
-		if tp := t.b.Lookup(e.topic); tp != nil {
-			t.hub.Notify(tp, e.frame)
-		}
-	}
-	for _, b := range out {
-		_ = t.net.nc.Publish(reportSubject, b)
-	}
-}
-
-// smallest reports whether this node has the smallest name of the live ones.
-func (t *Tracker) smallest() bool {
-	for node := range t.peers {
-		if node < t.cfg.Node {
-			return false
-		}
-	}
-	return true
-}
-
 // report encodes this node's report: the topics changed since the last
 // one, or all of them after a resync; in pieces of about maxReport bytes.
 func (t *Tracker) report() [][]byte {
 	topics := t.dirty
 	reset := t.resync
 	if reset {
+		t.stats.fullReports.Add(1)
 		topics = map[string]struct{}{}
 		for topic := range t.local {
 			topics[topic] = struct{}{}

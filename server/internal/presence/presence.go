@@ -8,13 +8,60 @@
 // hub's shards put on the ticks of subscribers that asked for it, is the
 // cluster-wide one.
 //
-// On a cluster (cluster.go) each node publishes, once a period, on core
-// NATS, the local counts and member lists of the topics that changed since
-// its last report (a heartbeat when none did); every node keeps the latest
-// report of every other node and sums them. A node not heard from for a
-// lease is dropped, with its counts and members: a dead node's clients
-// leave within the lease. A node that misses a report asks its sender for
-// a full one.
+// On a cluster (cluster.go) each node publishes, once a period (±10 %
+// jitter, so that reports spread), on core NATS, the local counts and
+// member lists of the topics that changed since its last report (a
+// heartbeat when none did); every node keeps the latest report of every
+// other node and sums them. A node that misses a report (or hears of a
+// node it does not know) asks that one node, on its own subject, for a
+// full one.
+//
+// # Liveness
+//
+// A lease alone cannot tell a dead node from a late one, and on a
+// saturated machine (1M clients over 60 processes on 2 cores: load 250)
+// reports arrive seconds late: with a fixed 3 s lease every node dropped
+// every other one about 40 times, and each drop made every node ask, on a
+// subject that every node received — N² requests, N³ deliveries, NATS cut
+// the nodes as slow consumers, and the counts never settled. Stretching
+// the lease with the node count or the observed delay only moves the
+// cliff: the delay of an overloaded machine has no bound. So the lease
+// only decides when to ask NATS, which knows whether a node's connection
+// is still there:
+//
+//   - A node not heard from for Lease (default 3 periods) is probed: a
+//     message on its own subject with a reply subject. If NATS has no
+//     subscriber for it (the node died, or lost NATS), the server answers
+//     "no responders" at once and the node is dropped with its counts and
+//     members: a dead node's clients leave every count within Lease plus
+//     two periods (the period that sees the lease run out, and the
+//     jitter). If NATS delivers the probe, nothing comes back: the node
+//     is alive and merely late, it keeps its counts, and is probed again
+//     when its silence reaches 2, 4, 8... leases (a node that died after
+//     a late spell leaves within twice its silence).
+//   - A node that NATS still shows connected but that sends nothing (hung,
+//     or its connection stuck) is dropped after MaxLease (default 10
+//     leases, 30 s): the bound for every case.
+//   - A node's own stalls do not count against others: when the loop runs
+//     late by more than half a period (the process got no CPU), every
+//     peer's last-heard time is moved by as much, and reports already
+//     queued are applied before any lease is looked at. A stall longer
+//     than a lease, a NATS reconnection, or a sync request makes the node
+//     send a full report, so the others need not ask.
+//   - Sync requests and probes go to the one node concerned (subjects
+//     wspush.presence.sync.<name>, .probe.<name>), never to all; a node asks another at
+//     most once per Lease, and only a period after it found the gap (a
+//     full report arriving meanwhile makes the request moot). The asked
+//     node sends one full report per period however many asked. So when
+//     one node is late or loses reports, the others receive nothing but
+//     its reports, and it receives at most one probe and one sync
+//     request per other node per lease: no event costs every node O(N).
+//   - Every per-peer structure is bounded: peers by maxPeers, each peer's
+//     topics by maxPeerTopics, its member lists by MaxMembers; the
+//     probes' answers wait in a channel of goneCap.
+//
+// A quick reconnect (members.go, grace) is unaffected: it is local to the
+// node the client comes back to.
 //
 // Members (members.go): a member is a user (the JWT's sub or the connect
 // hook's answer; the connection id without authentication) with its
@@ -31,10 +78,12 @@
 //     held but the webhook producer (a non-blocking channel send). Lock
 //     order: a bus topic's lock, then mu.
 //   - One goroutine, Run, does everything periodic: it applies other
-//     nodes' reports, drops the ones past their lease, ends the members
-//     whose grace ran out, sends member events and this node's report. It
-//     alone calls bus.SetRemote, so that its calls for a topic come in
-//     order.
+//     nodes' reports, probes and drops the ones past their lease, ends the
+//     members whose grace ran out, sends member events and this node's
+//     report. It alone calls bus.SetRemote, so that its calls for a topic
+//     come in order. NATS's goroutine for the node's own subject only
+//     counts and sets an atomic flag (syncAsked); the counters (stats)
+//     are atomic.
 //   - Everything is bounded: the local maps by the bus's topics and each
 //     member list by MaxMembers, other nodes by maxPeers, the inbound
 //     reports by a channel of inboundCap (over it NATS drops them, and the
@@ -49,6 +98,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"wspush/server/internal/auth"
@@ -61,9 +111,16 @@ type Config struct {
 	// Period is how often a node reports its changes to the cluster and
 	// sends member events (default 1s).
 	Period time.Duration
-	// Lease is how long a node's report holds; a node not heard from for
-	// this long is dropped with its counts and members (default 3×Period).
+	// Lease is how long a node's report holds (default 3×Period). A node
+	// not heard from for this long is probed: if NATS has no subscriber
+	// for it (its connection is gone) it is dropped with its counts and
+	// members; if NATS still holds its connection it is kept, up to
+	// MaxLease.
 	Lease time.Duration
+	// MaxLease bounds how long a node that NATS still shows connected but
+	// that sends nothing (hung, or its reports stuck) is kept (default
+	// 10×Lease).
+	MaxLease time.Duration
 	// Members is a comma-separated list of topic patterns (as in JWT
 	// grants: room.*, chat.>) whose topics keep member lists; empty: none.
 	Members string
@@ -96,6 +153,9 @@ func (c Config) withDefaults() Config {
 	if c.Lease <= 0 {
 		c.Lease = 3 * c.Period
 	}
+	if c.MaxLease <= 0 {
+		c.MaxLease = 10 * c.Lease
+	}
 	if c.MaxMembers <= 0 {
 		c.MaxMembers = DefaultMaxMembers
 	}
@@ -116,12 +176,18 @@ func (c Config) withDefaults() Config {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.Period < 0 || c.Lease < 0 {
-		return errors.New("presence: period and lease must not be negative")
+	if c.Period < 0 || c.Lease < 0 || c.MaxLease < 0 {
+		return errors.New("presence: period and leases must not be negative")
+	}
+	if c.Node != "" && !validNode(c.Node) {
+		return fmt.Errorf("presence: node name %q: no dots, wildcards or spaces", c.Node)
 	}
 	c = c.withDefaults()
 	if c.Lease < c.Period {
 		return fmt.Errorf("presence: lease %v is shorter than the period %v", c.Lease, c.Period)
+	}
+	if c.MaxLease < c.Lease {
+		return fmt.Errorf("presence: max lease %v is shorter than the lease %v", c.MaxLease, c.Lease)
 	}
 	_, err := patterns(c.Members)
 	return err
@@ -168,6 +234,10 @@ type Tracker struct {
 	events   Events
 	now      func() time.Time
 	net      *transport // nil on a single node (cluster.go)
+	due      int64      // Unix ns the current period is due (Run's goroutine only)
+
+	stats     clusterStats // atomic (liveness.go)
+	syncAsked atomic.Bool  // a full report was asked of this node (set by NATS's goroutine)
 
 	mu     sync.Mutex // guards everything below
 	local  map[string]int32
