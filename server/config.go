@@ -411,7 +411,7 @@ func parseSize(v string) (int, error) {
 
 // hookFlags binds the backend hooks' flags (docs/backend.md).
 func hookFlags(fs *flag.FlagSet, h *gateway.Hooks) {
-	fs.StringVar(&h.Connect, "proxy-connect", "", "connect hook: POST each upgraded connection's allow-listed headers and query to this http(s) URL; the answer accepts (user, topic patterns, expiry) or refuses (close 4000+status); empty = off")
+	fs.StringVar(&h.Connect, "proxy-connect", "", "connect hook: POST the allow-listed headers and query of each WebSocket upgrade or SSE stream that has no JWT to this http(s) URL; the answer accepts (user, topic patterns, expiry) or refuses (WebSocket: close 4000+status; SSE: that HTTP status); empty = off")
 	fs.StringVar(&h.Subscribe, "proxy-subscribe", "", "subscribe hook: POST each sub to this http(s) URL; the answer allows (optional data sent in \"subscribed\") or denies (\"forbidden\"); empty = off")
 	fs.StringVar(&h.RPC, "proxy-rpc", "", "rpc hook: POST each client rpc message to this http(s) URL and answer with its result (rpc_result) or error; empty = off (rpc gets \"not_available\")")
 	fs.StringVar(&h.Publish, "proxy-publish", "", "publish hook: POST each client pub to this http(s) URL, which may refuse it or replace its data, before it is published; empty = off")
@@ -420,6 +420,8 @@ func hookFlags(fs *flag.FlagSet, h *gateway.Hooks) {
 	fs.IntVar(&h.Concurrency, "proxy-concurrency", hook.DefaultConcurrency, "calls in flight per hook (worker goroutines and kept-alive connections to the backend)")
 	fs.IntVar(&h.Queue, "proxy-queue", hook.DefaultQueue, "calls waiting per hook; over it the client gets \"overloaded\" at once")
 	fs.IntVar(&h.Total, "proxy-total", hook.DefaultTotal, "calls in flight over all hooks together")
+	fs.IntVar(&h.BreakerFailures, "proxy-breaker-failures", hook.DefaultBreakerFailures, "failed calls in a row (timeouts, unreachable, bad answers) that open a hook's circuit breaker; 0 = default")
+	fs.DurationVar(&h.BreakerOpen, "proxy-breaker-open", hook.DefaultBreakerCooldown, "how long an open breaker fails a hook's calls at once (\"unavailable\") before one probe call goes through; 0 = default")
 	h.ConnectHeaders, h.ConnectQuery = gateway.DefaultConnectHeaders, gateway.DefaultConnectQuery
 	fs.Var((*nameList)(&h.ConnectHeaders), "proxy-connect-headers", "comma-separated request headers passed to the connect hook (Cookie passes the cookies), or *")
 	fs.Var((*nameList)(&h.ConnectQuery), "proxy-connect-query", "comma-separated query parameters passed to the connect hook, or *")

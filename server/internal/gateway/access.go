@@ -141,6 +141,8 @@ func (a *access) checkOrigin(r *http.Request) bool {
 // accept rate (503), the token (401), the per-IP cap (429). It answers a
 // refused request itself and returns false. On success the caller owns the
 // per-IP count of ip and must give it back (release) if the upgrade fails.
+// With a connect hook as well, a request without a token passes with a nil
+// grant: the hook decides about it (a token that is there must be valid).
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (*auth.Grant, netip.Addr, bool) {
 	a := g.acc
 	if ok, wait := a.accept.Allow(time.Now().UnixNano()); !ok {
@@ -154,6 +156,8 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (*auth.Grant, ne
 		tok, err := auth.FromRequest(r)
 		if err == nil {
 			grant, err = a.verifier.Verify(tok)
+		} else if errors.Is(err, auth.ErrNoToken) && g.hooks.connect != nil {
+			err = nil // hooks.go: the connect hook decides
 		}
 		if err != nil {
 			g.m.UpgradeFailed(metrics.UpgradeUnauthorized)

@@ -36,7 +36,8 @@ import (
 // (then the welcome) or refuses (then a close frame 4000+status). The
 // wait is bounded by the hook's timeout, which may not exceed
 // -handshake-timeout, and the connection already counts against
-// -max-conns and -max-conns-per-ip.
+// -max-conns and -max-conns-per-ip. A connection with a valid JWT is not
+// sent to the connect hook (tokenAdmitted). SSE streams: ssehooks.go.
 
 // Hooks configures the backend hooks; each URL left empty turns that hook
 // off. The zero value of the other fields means their default.
@@ -57,6 +58,11 @@ type Hooks struct {
 	// (default DefaultConnectHeaders), ConnectQuery the query parameters
 	// (default DefaultConnectQuery); "*" passes all.
 	ConnectHeaders, ConnectQuery []string
+	// BreakerFailures failures in a row open each hook's circuit breaker
+	// (default hook.DefaultBreakerFailures) for BreakerOpen (default
+	// hook.DefaultBreakerCooldown).
+	BreakerFailures int
+	BreakerOpen     time.Duration
 }
 
 // Defaults of the connect hook's allow-lists.
@@ -125,7 +131,8 @@ func newHooks(cfg *Config, m *metrics.Metrics) (*hooks, error) {
 		if h.url == "" {
 			continue
 		}
-		c, err := hook.New(h.name, hook.Config{URL: h.url, Timeout: hc.Timeout, Concurrency: hc.Concurrency, Queue: hc.Queue}, limit, reg)
+		c, err := hook.New(h.name, hook.Config{URL: h.url, Timeout: hc.Timeout, Concurrency: hc.Concurrency, Queue: hc.Queue,
+			BreakerFailures: hc.BreakerFailures, BreakerCooldown: hc.BreakerOpen}, limit, reg)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %s hook: %w", h.name, err)
 		}
@@ -348,20 +355,50 @@ func (g *Gateway) holdForConnect(c *websocket.Conn) bool {
 // connectHook asks the backend about an upgraded connection (the upgrade
 // handler, after onOpen) and reports true; false when there is no connect
 // hook. The connection's per-IP count is taken now; its grant is the
-// backend's answer (connected).
+// backend's answer (connected). A connection that came with a valid JWT
+// is not sent to the hook: its token is its grant (tokenAdmitted).
 func (g *Gateway) connectHook(c *websocket.Conn, r *http.Request, jwt *auth.Grant, ip netip.Addr) bool {
 	if g.hooks.connect == nil {
 		return false
+	}
+	if jwt != nil {
+		g.tokenAdmitted(c, jwt, ip)
+		return true
 	}
 	g.opened(c, nil, ip)
 	s := sessionOf(c)
 	if s == nil {
 		return true
 	}
-	req := hook.ConnectRequest{Client: s.cl.ID(), RemoteAddr: r.RemoteAddr, Path: r.URL.Path}
-	if jwt != nil {
-		req.User = jwt.Sub
+	body, err := json.Marshal(g.connectRequest(r, s.cl.ID(), "websocket"))
+	if err == nil {
+		err = g.hooks.connect.Call(body, func(b []byte, err error) { g.connected(c, s, b, err) })
 	}
+	if err != nil {
+		g.connected(c, s, nil, err)
+	}
+	return true
+}
+
+// tokenAdmitted admits a connection that onOpen held for the connect hook
+// but that came with a valid JWT (-jwt-* and -proxy-connect both on): as
+// in Centrifugo, a token is enough and the hook is asked only about
+// connections without one (docs/backend.md). Nothing is held yet (the
+// edge keeps what the client sends until the upgrade handler returns).
+func (g *Gateway) tokenAdmitted(c *websocket.Conn, grant *auth.Grant, ip netip.Addr) {
+	g.opened(c, grant, ip)
+	s := sessionOf(c)
+	if s == nil {
+		return
+	}
+	g.welcome(s.cl)
+	g.drain(c, s)
+}
+
+// connectRequest is the connect hook's request for r, with the
+// allow-listed headers and query parameters.
+func (g *Gateway) connectRequest(r *http.Request, client, transport string) hook.ConnectRequest {
+	req := hook.ConnectRequest{Client: client, RemoteAddr: r.RemoteAddr, Transport: transport, Path: r.URL.Path}
 	for name, v := range r.Header {
 		if g.hooks.headers.all || g.hooks.headers.names[name] {
 			if req.Headers == nil {
@@ -378,43 +415,45 @@ func (g *Gateway) connectHook(c *websocket.Conn, r *http.Request, jwt *auth.Gran
 			req.Query[name] = v[0]
 		}
 	}
-	body, err := json.Marshal(req)
-	if err == nil {
-		err = g.hooks.connect.Call(body, func(b []byte, err error) { g.connected(c, s, b, err) })
-	}
-	if err != nil {
-		g.connected(c, s, nil, err)
-	}
-	return true
+	return req
 }
 
-// connected applies the connect hook's answer: accept (grant, welcome,
-// hub, then the held messages) or refuse (close 4000+status).
-func (g *Gateway) connected(c *websocket.Conn, s *session, body []byte, err error) {
+// connectVerdict reads the connect hook's answer: the grant when it
+// accepts; else the HTTP-like status of the refusal (the backend's, or
+// 502, 503, 504 for a failed call; a WebSocket gets close 4000+status, an
+// SSE request the status itself) and its reason.
+func connectVerdict(body []byte, err error) (grant *auth.Grant, status int, reason string) {
 	a, err := answerOf(body, err)
-	var grant *auth.Grant
 	if err == nil && a.Error == nil {
 		grant, err = connectGrant(a.Result)
 	}
 	switch {
 	case err != nil:
-		code := uint16(4502)
+		status = http.StatusBadGateway
 		switch {
 		case errors.Is(err, hook.ErrTimeout):
-			code = 4504
+			status = http.StatusGatewayTimeout
 		case errors.Is(err, hook.ErrUnavailable), errors.Is(err, hook.ErrOverloaded):
-			code = 4503
+			status = http.StatusServiceUnavailable
 		}
-		_, reason := hookFailure("connect", err)
-		s.cl.CloseWith(hub.Refusal(code, reason))
-		return
+		_, reason = hookFailure("connect", err)
+		return nil, status, reason
 	case a.Error != nil:
-		status := cmp.Or(a.Error.Status, http.StatusForbidden)
+		status = cmp.Or(a.Error.Status, http.StatusForbidden)
 		if status < 400 || status > 599 {
-			s.cl.CloseWith(hub.Refusal(4502, "the application's connect hook gave an invalid answer: status must be 400 to 599"))
-			return
+			return nil, http.StatusBadGateway, "the application's connect hook gave an invalid answer: status must be 400 to 599"
 		}
-		s.cl.CloseWith(hub.Refusal(uint16(4000+status), cmp.Or(a.Error.Message, http.StatusText(status))))
+		return nil, status, cmp.Or(a.Error.Message, http.StatusText(status))
+	}
+	return grant, 0, ""
+}
+
+// connected applies the connect hook's answer: accept (grant, welcome,
+// hub, then the held messages) or refuse (close 4000+status).
+func (g *Gateway) connected(c *websocket.Conn, s *session, body []byte, err error) {
+	grant, status, reason := connectVerdict(body, err)
+	if grant == nil {
+		s.cl.CloseWith(hub.Refusal(uint16(4000+status), reason))
 		return
 	}
 	if !s.hk.ifOpen(func() {

@@ -30,7 +30,8 @@ import (
 // hands the socket to the hub as an SSE client: same shard, same wheel, no
 // goroutine or timer of its own. nbio then gives the bytes the client
 // sends to the session (sseSession.Parse), which drops them, and its close
-// to sseSession.CloseAndClean, on the executor, as for a WebSocket.
+// to sseSession.CloseAndClean, on the executor, as for a WebSocket. With a
+// connect hook the head waits for the backend's answer (ssehooks.go).
 //
 // nbio releases the request and response when the handler returns, so
 // everything kept is copied first.
@@ -51,8 +52,10 @@ const (
 type sseSession struct {
 	g       *Gateway
 	conn    net.Conn // what nbio reads through: *nbio.Conn or *tls.Conn
+	out     hub.Conn // what the hub writes to and closes (the head is written to it too)
 	cl      *hub.Client
 	grant   *auth.Grant // nil with authentication off
+	hk      *inOrder    // with a connect or subscribe hook: its closed flag orders the answers with the close (ssehooks.go)
 	ip      netip.Addr
 	dropped int // bytes the client sent; the poller's
 }
@@ -169,10 +172,6 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sse: use GET", http.StatusMethodNotAllowed)
 		return
 	}
-	if g.hooks.connect != nil || g.hooks.subscribe != nil {
-		http.Error(w, "sse: not available on a server with a connect or subscribe hook (-proxy-connect, -proxy-subscribe); use /ws", http.StatusNotImplemented)
-		return
-	}
 	if g.draining.Load() {
 		g.m.UpgradeFailed(metrics.UpgradeShuttingDown)
 		w.Header().Set("Retry-After", "1")
@@ -215,6 +214,20 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.ip = ip
+	if grant == nil && g.hooks.connect != nil {
+		g.sseConnectHook(s, r, req) // ssehooks.go: the stream starts when the backend accepts
+		return
+	}
+	g.sseHead(s)
+	g.sseAdmit(s, grant, req)
+	if g.hooks.subscribe != nil {
+		g.sseSubscribeHook(s, req, 0) // ssehooks.go
+	}
+}
+
+// sseAdmit makes a stream whose head is written a hub client with grant,
+// welcomes it and, without a subscribe hook, subscribes it to its topics.
+func (g *Gateway) sseAdmit(s *sseSession, grant *auth.Grant, req *sseRequest) {
 	if grant != nil {
 		s.grant = grant
 		g.acc.users.Add(grant.Sub)
@@ -222,23 +235,36 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		s.cl.SetExpiry(grant.Expiry)
 	}
 	g.welcome(s.cl)
+	if g.hooks.subscribe != nil {
+		return
+	}
 	for _, t := range req.topics {
-		sub := bus.Subscription{Subscriber: s.cl, Topic: t, Latest: req.latest, Resume: req.resume[t]}
-		if grant != nil {
-			sub.User = grant.Sub
-		}
-		if err := g.bus.Subscribe(sub); err != nil {
-			g.fail(s.cl, wire.CodeLimit, err.Error(), nil)
-		}
+		g.sseSub(s, req, t, nil)
 	}
 }
+
+// sseSub subscribes the stream to topic t of its request, with the
+// subscribe hook's data if any; an error event about t has t as its id.
+func (g *Gateway) sseSub(s *sseSession, req *sseRequest, t string, data []byte) {
+	sub := bus.Subscription{Subscriber: s.cl, Topic: t, Latest: req.latest, Resume: req.resume[t], Data: data}
+	if s.grant != nil {
+		sub.User = s.grant.Sub
+	}
+	if err := g.bus.Subscribe(sub); err != nil {
+		g.fail(s.cl, wire.CodeLimit, err.Error(), topicID(t))
+	}
+}
+
+// topicID is the id of an error event about one of the request's topics:
+// the topic as a JSON string (an SSE client has no ids of its own).
+func topicID(t string) []byte { return wire.AppendString(nil, t) }
 
 // sseHead is the response head; the retry line follows it.
 const sseHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
 	"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
 
-// hijackSSE takes the connection from nbio's HTTP parser, writes the
-// response head and the retry field, and makes it an SSE client.
+// hijackSSE takes the connection from nbio's HTTP parser and makes it an
+// SSE client, not yet registered and with no response written (sseHead).
 func (g *Gateway) hijackSSE(w http.ResponseWriter) (*sseSession, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
@@ -268,18 +294,25 @@ func (g *Gateway) hijackSSE(w http.ResponseWriter) (*sseSession, error) {
 		g.ln.upgraded(conn)
 	}
 	g.edgeUpgraded(conn)
-	s := &sseSession{g: g, conn: conn, cl: g.hub.NewSSEClient(hc)}
+	s := &sseSession{g: g, conn: conn, out: hc, cl: g.hub.NewSSEClient(hc)}
+	if g.hooks.connect != nil || g.hooks.subscribe != nil {
+		s.hk = &inOrder{}
+	}
 	nbc.SetSession(s)
+	return s, nil
+}
+
+// sseHead writes the response head and the retry field; a failed write
+// leaves the cleanup to the close callback.
+func (g *Gateway) sseHead(s *sseSession) {
 	head := make([]byte, 0, len(sseHead)+24)
 	head = append(head, sseHead...)
 	head = append(head, "retry: "...)
 	head = strconv.AppendInt(head, int64(SSERetryMin+rand.IntN(SSERetryWindow)), 10)
 	head = append(head, "\n\n"...)
-	if _, err := hc.Write(head); err != nil {
-		return s, nil // the close callback cleans up
+	if _, err := s.out.Write(head); err == nil {
+		g.m.BytesOut.Add(len(head))
 	}
-	g.m.BytesOut.Add(len(head))
-	return s, nil
 }
 
 // underlying unwraps nbhttp's connection wrapper.
@@ -293,6 +326,9 @@ func underlying(c net.Conn) net.Conn {
 // sseClosed is an SSE connection's close: it leaves the bus and the hub,
 // and gives back what the handler took.
 func (g *Gateway) sseClosed(s *sseSession, err error) {
+	if s.hk != nil {
+		s.hk.close() // before reading what a hook's answer records (ssehooks.go)
+	}
 	cl := s.cl
 	if errors.Is(err, nbio.ErrOverflow) {
 		cl.SetCloseReason(hub.CloseSlow)

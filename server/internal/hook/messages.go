@@ -9,11 +9,13 @@ import (
 // The JSON each hook is sent (docs/backend.md). Client is the connection's
 // id, User its user (from the connect hook or the JWT; "" if none).
 
-// ConnectRequest is posted to the connect hook on each upgrade.
+// ConnectRequest is posted to the connect hook for each connection that
+// comes without a JWT: a WebSocket upgrade or an SSE stream (Transport
+// "websocket" or "sse").
 type ConnectRequest struct {
 	Client     string            `json:"client"`
 	RemoteAddr string            `json:"remote_addr"`
-	User       string            `json:"user,omitempty"` // the JWT's sub, when -jwt-* is also on
+	Transport  string            `json:"transport"`
 	Path       string            `json:"path"`
 	Headers    map[string]string `json:"headers,omitempty"` // allow-listed
 	Query      map[string]string `json:"query,omitempty"`   // allow-listed
