@@ -194,26 +194,35 @@ type got struct {
 // resumer is a client that subscribes to the topics in stream mode and,
 // whenever its connection ends, reconnects and resumes each with since and
 // epoch. It checks as it reads that every msg is the next seq of its
-// epoch.
+// epoch. The SSE tests (sseresume_test.go) run the same bookkeeping over
+// /sse streams.
 type resumer struct {
-	ws     string
-	mu     sync.Mutex
-	epoch  map[string]string
-	last   map[string]uint64
-	recv   map[string][]got
-	gone   map[string]int // history_gone answers per topic
-	errs   []string
-	subbed int // subscribed answers on the current connection
-	conn   *websocket.Conn
-	stop   chan struct{}
-	done   chan struct{}
+	ws    string
+	mu    sync.Mutex
+	epoch map[string]string
+	last  map[string]uint64
+	recv  map[string][]got
+	gone  map[string]int // history_gone answers per topic
+	// goneSame counts history_gone answers that kept the epoch the
+	// client had (after a restart that lost the state, a new epoch is due).
+	goneSame int
+	errs     []string
+	subbed   int           // subscribed answers on the current connection
+	conn     io.Closer     // the current connection
+	hold     chan struct{} // while open, the client does not reconnect
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 func startResumer(ws string) *resumer {
-	r := &resumer{ws: ws, epoch: map[string]string{}, last: map[string]uint64{}, recv: map[string][]got{},
-		gone: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	r := newResumer(ws)
 	go r.run()
 	return r
+}
+
+func newResumer(ws string) *resumer {
+	return &resumer{ws: ws, epoch: map[string]string{}, last: map[string]uint64{}, recv: map[string][]got{},
+		gone: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // close stops the client.
@@ -231,13 +240,39 @@ func (r *resumer) fail(format string, args ...any) {
 	r.errs = append(r.errs, fmt.Sprintf(format, args...))
 }
 
+// holdReconnects keeps the client from reconnecting until release is
+// closed.
+func (r *resumer) holdReconnects(release chan struct{}) {
+	r.mu.Lock()
+	r.hold = release
+	r.mu.Unlock()
+}
+
+// waitHold waits while reconnects are held; false if the client stopped.
+func (r *resumer) waitHold() bool {
+	r.mu.Lock()
+	h := r.hold
+	r.mu.Unlock()
+	select {
+	case <-r.stop:
+		return false
+	default:
+	}
+	if h != nil {
+		select {
+		case <-h:
+		case <-r.stop:
+			return false
+		}
+	}
+	return true
+}
+
 func (r *resumer) run() {
 	defer close(r.done)
 	for {
-		select {
-		case <-r.stop:
+		if !r.waitHold() {
 			return
-		default:
 		}
 		c, _, err := websocket.DefaultDialer.Dial(r.ws, nil)
 		if err != nil {
@@ -296,6 +331,9 @@ func (r *resumer) handle(m wire.ServerMsg) {
 		r.subbed++
 		if m.HistoryGone {
 			r.gone[m.Topic]++
+			if r.epoch[m.Topic] == m.Epoch {
+				r.goneSame++
+			}
 		} else if e := r.epoch[m.Topic]; e != "" && e != m.Epoch {
 			r.fail("%s: epoch %s became %s without history_gone", m.Topic, e, m.Epoch)
 		}
@@ -341,11 +379,18 @@ type restartRig struct {
 
 func newRestartRig(t *testing.T) (*restartRig, *restartNode) {
 	t.Helper()
+	return newRestartRigOf(t, func(addr string) *resumer { return startResumer("ws://" + addr + "/ws") })
+}
+
+// newRestartRigOf is newRestartRig with clients made by client (given the
+// server's address).
+func newRestartRigOf(t *testing.T, client func(addr string) *resumer) (*restartRig, *restartNode) {
+	t.Helper()
 	rig := &restartRig{bin: buildServer(t), dir: t.TempDir()}
 	rig.ws, rig.admin = restartPorts(t)
 	n := startNode(t, rig.bin, rig.ws, rig.admin, rig.dir)
 	for range 20 {
-		rig.clients = append(rig.clients, startResumer("ws://"+rig.ws+"/ws"))
+		rig.clients = append(rig.clients, client(rig.ws))
 	}
 	t.Cleanup(func() {
 		for _, c := range rig.clients {
@@ -445,6 +490,11 @@ var stateSaved = regexp.MustCompile(`msg="state saved" topics=3 messages=(\d+)`)
 // acknowledged during the drain are among them.
 func TestRestartSIGTERMResumesEverything(t *testing.T) {
 	rig, n := newRestartRig(t)
+	restartSIGTERM(t, rig, n)
+}
+
+func restartSIGTERM(t *testing.T, rig *restartRig, n *restartNode) {
+	t.Helper()
 	rig.pub.waitAcked(t, 300)
 	before := rig.pub.count()
 	n.stop(t, syscall.SIGTERM)
@@ -479,18 +529,39 @@ func TestRestartSIGTERMResumesEverything(t *testing.T) {
 // A graceful restart, then SIGKILL mid-stream: the state file the second
 // run loaded is gone, so the third run starts new epochs. Every client
 // either gets everything or an explicit history_gone, and never a value
-// under a seq it was not acknowledged with.
+// under a seq it was not acknowledged with. Half the clients come back
+// only once the new epochs have passed the seqs they had, so that a resume
+// that ignored the epoch would replay the wrong messages (rather than be
+// refused for a since beyond the topic's end).
 func TestRestartSIGKILLNeverWrongReplay(t *testing.T) {
 	rig, n := newRestartRig(t)
+	restartSIGKILL(t, rig, n)
+}
+
+// restartSIGKILL also checks that every history_gone came with a new
+// epoch.
+func restartSIGKILL(t *testing.T, rig *restartRig, n *restartNode) {
+	t.Helper()
 	rig.pub.waitAcked(t, 200)
 	n.stop(t, syscall.SIGTERM)
 	n2 := startNode(t, rig.bin, rig.ws, rig.admin, rig.dir)
 	rig.pub.waitAcked(t, 200)
+	release := make(chan struct{})
+	for i, c := range rig.clients {
+		if i%2 == 1 {
+			c.holdReconnects(release)
+		}
+	}
 	n2.stop(t, syscall.SIGKILL)
+	killed := rig.pub.count()
 	n3 := startNode(t, rig.bin, rig.ws, rig.admin, rig.dir)
 	if !strings.Contains(n3.logged(), "no saved state") {
 		t.Fatalf("third run after SIGKILL:\n%s", n3.logged())
 	}
+	for rig.pub.count() < 2*killed+60 { // each topic's new epoch past the old seqs
+		rig.pub.waitAcked(t, 100)
+	}
+	close(release)
 	rig.pub.waitAcked(t, 200)
 	rig.settle(t)
 	rig.checkConsistent(t)
@@ -503,6 +574,11 @@ func TestRestartSIGKILLNeverWrongReplay(t *testing.T) {
 				rig.checkAll(t, i, topic) // then it must have everything
 			}
 		}
+		c.mu.Lock()
+		if c.goneSame != 0 {
+			t.Errorf("client %d: %d history_gone answers kept the old epoch", i, c.goneSame)
+		}
+		c.mu.Unlock()
 	}
 	n3.stop(t, syscall.SIGTERM)
 }
