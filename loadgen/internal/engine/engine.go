@@ -16,6 +16,8 @@
 //     by the poller goroutine that serves its file descriptor; OnMessage is
 //     called there. Shard is fd % Pollers, which is exactly that poller's
 //     index, so per-shard accumulators in the scenario are uncontended.
+//   - Engine.polls[i] (read buffer, read and pause times) belongs to poller
+//     goroutine i; the read loop is ours (read.go), not nbio's.
 //   - OnClose runs once per registered Conn on nbio's executor, after the
 //     poller has stopped delivering data for it.
 //   - Writes (WriteText, Close) may be called from any goroutine; nbio.Conn
@@ -69,12 +71,17 @@ type Config struct {
 	// SSE reads the server's Server-Sent Events stream (GET, default path
 	// "/sse") instead of upgrading to WebSocket (sse.go).
 	SSE bool
+	// ReadBatch: a poller that wakes from an idle wait pauses this long
+	// (at most once per ReadBatch) before reading, so that what arrives
+	// meanwhile is read in one batch (read.go); 0 = read at once.
+	ReadBatch time.Duration
 }
 
 // Engine owns the nbio pollers of one wsload process.
 type Engine struct {
 	cfg       Config
 	nb        *nbio.Engine
+	polls     []pollerState // per poller goroutine, index = Conn.Shard
 	published atomic.Uint64 // release/acquire edge between Dial and pollers
 	live      atomic.Int64  // registered, not yet closed
 }
@@ -103,15 +110,19 @@ func New(cfg Config) (*Engine, error) {
 		cfg.MaxMessage = 1 << 20
 	}
 	logging.SetLevel(logging.LevelNone)
-	e := &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, polls: make([]pollerState, cfg.Pollers)}
+	for i := range e.polls {
+		e.polls[i].buf = make([]byte, readBufSize)
+	}
 	e.nb = nbio.NewEngine(nbio.Config{
 		Name:           "wsload",
 		NPoller:        cfg.Pollers,
-		ReadBufferSize: 32 << 10,
-		LockPoller:     true, // one OS thread per poller: selfmon reads its CPU
+		ReadBufferSize: 4 << 10, // unused: onRead reads into e.polls' buffers
+		LockPoller:     true,    // one OS thread per poller: selfmon reads its CPU
 	})
 	e.nb.OnOpen(func(*nbio.Conn) {})
-	e.nb.OnData(e.onData)
+	e.nb.OnData(e.onData) // not called while OnRead is set
+	e.nb.OnRead(e.onRead)
 	e.nb.OnClose(e.onClose)
 	if err := e.nb.Start(); err != nil {
 		return nil, fmt.Errorf("engine: start pollers: %w", err)
@@ -137,11 +148,7 @@ func (e *Engine) onData(nc *nbio.Conn, data []byte) {
 	if e.cfg.PollerThread != nil {
 		e.cfg.PollerThread(int(c.Shard))
 	}
-	now := time.Now().UnixNano()
-	if err := c.feed(data, now, e.cfg.Handler, e.cfg.MaxMessage); err != nil {
-		c.closeErr.CompareAndSwap(nil, &errBox{err})
-		_ = nc.Close()
-	}
+	e.deliver(c, nc, data, time.Now().UnixNano())
 }
 
 func (e *Engine) onClose(nc *nbio.Conn, err error) {

@@ -28,6 +28,11 @@ type Config struct {
 	Pollers  int           `json:"pollers"`
 	Dialers  int           `json:"dialers"`
 
+	// ReadBatch: a poller woken from an idle wait pauses this long before
+	// reading, so what arrives meanwhile is read in one batch (engine
+	// Config.ReadBatch); 0 = read at once.
+	ReadBatch time.Duration `json:"read_batch,omitempty"`
+
 	Topics  int     `json:"topics"`
 	PubRate float64 `json:"pub_rate"` // publishes per second (whole run)
 	// PubAfter delays the first publish (e.g. until the ramp is over);
@@ -115,6 +120,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("scenario: -retries must be 0..%d", maxRetries)
 	case c.RetryBackoff < 0 || c.RetryBackoff > maxBackoff:
 		return fmt.Errorf("scenario: -retry-backoff must be 0..%s", maxBackoff)
+	case c.ReadBatch < 0 || c.ReadBatch > 10*time.Millisecond:
+		return errors.New("scenario: -read-batch must be 0..10ms")
 	}
 	return nil
 }

@@ -173,6 +173,7 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 		Handler:      r,
 		PollerThread: r.mon.SetPollerThread,
 		SSE:          r.cfg.Transport == "sse",
+		ReadBatch:    r.cfg.ReadBatch,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wsload: %w", err)
