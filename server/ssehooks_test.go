@@ -512,3 +512,28 @@ func TestHookBreakerFlags(t *testing.T) {
 		t.Fatalf("breaker closed after %v, want about 300ms", took)
 	}
 }
+
+// TestHookSubscribeAnswerAfterClose: a subscribe hook's answer that comes
+// after its client closed does not subscribe the closed client (the
+// topic's count stays 0), over WebSocket and SSE.
+func TestHookSubscribeAnswerAfterClose(t *testing.T) {
+	be := newBackend(t, func(string, map[string]any) (int, string) {
+		time.Sleep(400 * time.Millisecond)
+		return 200, `{"result":{}}`
+	})
+	s := startServer(t, "-push-interval", "0", "-proxy-subscribe", be.url("/subscribe"))
+	c := hookDial(t, s)
+	send(t, c, `{"type":"sub","id":1,"topic":"late.ws"}`)
+	conn := sseSend(t, s.sse("?topics=late.sse"))
+	eventually(t, 3*time.Second, "two subscribe calls", func() bool { return be.calls.Load() == 2 })
+	c.Close()
+	conn.Close()
+	eventually(t, 3*time.Second, "connections 0", func() bool { return stats(t, s)["connections"] == 0.0 })
+	time.Sleep(600 * time.Millisecond) // the answers arrive meanwhile (400ms after the calls)
+	for _, topic := range []string{"late.ws", "late.sse"} {
+		_, body := get(t, s.admin+"/v1/presence/"+topic)
+		if jsonOf(t, body)["local"] != 0.0 {
+			t.Errorf("%s after its only subscriber closed: %s, want local 0", topic, body)
+		}
+	}
+}

@@ -308,9 +308,13 @@ func (g *Gateway) subscribeHook(c *websocket.Conn, cl *hub.Client, msg *wire.Cli
 		case a.Error != nil:
 			g.fail(cl, wire.CodeForbidden, cmp.Or(a.Error.Message, "the application does not allow subscribing to "+sub.Topic), sub.ID)
 		default:
-			if err := g.bus.Subscribe(sub); err != nil {
-				g.fail(cl, wire.CodeLimit, err.Error(), sub.ID)
-			}
+			// Not after the close (onClose has left the client's topics):
+			// the closed client would stay subscribed.
+			s.hk.ifOpen(func() {
+				if err := g.bus.Subscribe(sub); err != nil {
+					g.fail(cl, wire.CodeLimit, err.Error(), sub.ID)
+				}
+			})
 		}
 	})
 }
