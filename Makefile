@@ -5,7 +5,7 @@ FUZZTIME      ?= 10s
 SOAK_DURATION ?= 10m
 BIN           := bin
 
-.PHONY: all build run test fmt fmt-check tidy-check vet staticcheck unit fuzz bench bench-full bench-1m bench-cluster bench-report bench-go soak clean
+.PHONY: all build run test fmt fmt-check tidy-check vet staticcheck unit fuzz bench bench-full bench-1m bench-cluster bench-bcast1m bench-report bench-go soak clean
 
 all: build
 
@@ -72,6 +72,8 @@ bench-1m: build         ## 1,000,000 connections to 60 wspush processes (~8 min,
 	./$(BIN)/wsbench onemillion
 bench-cluster: build    ## one publish at a time to 1,000,000 clients over 60 wspush nodes joined by NATS (~8 min, ≥ 16 GiB free)
 	./$(BIN)/wsbench cluster
+bench-bcast1m: build    ## one broadcast at a time to 1,000,000 clients: floor, wspush, wspush over NATS, 60 processes each (3 × ~7 min, ≥ 16 GiB free)
+	for t in floor wspush wspush-nats; do ./$(BIN)/wsbench bcast1m -target $$t -no-build || exit 1; done
 bench-report: build     ## re-render docs/benchmarks.md and docs/img/bench-*.png from bench/results
 	./$(BIN)/wsbench report -o docs/benchmarks.md
 bench-go:               ## Go microbenchmarks of the server (wheel, tick path, fan-out)

@@ -52,6 +52,8 @@ func dispatch(ctx context.Context, args []string) error {
 		return cmdReport(args[1:])
 	case "onemillion":
 		return cmdOneMillion(ctx, args[1:])
+	case "bcast1m":
+		return cmdBcast1M(ctx, args[1:])
 	case "cluster":
 		return cmdCluster(ctx, args[1:])
 	case "__bcast":
@@ -73,6 +75,8 @@ func usage() {
   wsbench onemillion [flags]         1,000,000 connections to 60 wspush processes, result into bench/results
   wsbench cluster [flags]            one publish at a time to 1,000,000 clients over 60 wspush nodes joined by
                                      a nats-server (built from go.mod), result into bench/results
+  wsbench bcast1m -target T [flags]  one broadcast at a time to 1,000,000 clients over 60 processes of
+                                     floor, wspush or wspush-nats, result into bench/results
   wsbench -quick | -full             shorthand for run
 run "wsbench <command> -h" for the flags
 `)

@@ -1,0 +1,85 @@
+package render
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"wspush/bench/internal/scenario"
+)
+
+// writeBcast1M is the section of `wsbench bcast1m`: one broadcast at a time
+// to 1M clients over 60 processes of the floor peer, of wspush (both
+// broadcast through every process's admin API) and of wspush nodes joined
+// by NATS (broadcast through node 0), side by side.
+func writeBcast1M(b *strings.Builder, latest map[string]*scenario.File) {
+	var fs []*scenario.File
+	for _, t := range scenario.Bcast1MTargets {
+		if f := latest["bcast1m-"+t]; f != nil && f.Bcast1M != nil {
+			fs = append(fs, f)
+		}
+	}
+	if len(fs) == 0 {
+		return
+	}
+	b.WriteString("## One broadcast to 1M clients: wspush beside the floor\n\n")
+	c := fs[0].Bcast1M.Config
+	fmt.Fprintf(b, "`wsbench bcast1m -target T` (`make bench-bcast1m`): %d clients over %d processes of the target (ports %d…, admin %d…; wspush `-max-conns %d`, no ticks, pings or idle timeout; "+
+		"the floor peer with a 24 h tick interval), wsload `publish -broadcast -procs auto -sources %s` (no subscriptions: the clients get the server's broadcasts), ramp %d/s; "+
+		"then %d broadcasts, one every %s. **floor** and **wspush**: each broadcast is POSTed to every process's `/v1/broadcast` at once and each process writes it to its own clients "+
+		"(encoded once per process); **wspush-nats**: the nodes are joined by a nats-server and the broadcast is POSTed to node 0 only. Everything, the clients included, on the same 2 cores.\n\n",
+		c.Conns, c.Procs, c.Port, c.AdminPort, c.MaxConns, c.Sources, c.Rate, c.Broadcasts, c.Every)
+	b.WriteString("Arrival times are wsload's: its read − the message's `ts` (when the process accepted the broadcast). " +
+		"Fan-out per process: floor — the POST's round trip (it answers once its clients are written to); wspush — until its `messages_delivered` grew by its client count (polled every 100 ms). " +
+		"CPU seconds over a window from the broadcast on (`window_s` in the file, 38–40 s, so idle costs after the last delivery are in it; the machine's includes other processes), vmstat averaged until the last process was done.\n\n")
+	b.WriteString("| target | run | broadcast | clients | first delivery | p50 | p99 | last delivery | fan-out per process: fastest / median / slowest | CPU: servers / wsload / machine | vmstat r avg (max) | cs/s | us / sy / id % |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|\n")
+	last := map[string]float64{}
+	for _, f := range fs {
+		r := f.Bcast1M
+		for _, x := range r.Broadcasts {
+			lo, med, hi := spread(x.DoneMS)
+			fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %s | %s | **%s** | %s / %s / %s | %.1f / %.1f / %.1f s | %.1f (%d) | %.0f | %.0f / %.0f / %.0f |\n",
+				r.Config.Target, f.Started.UTC().Format("01-02 15:04"), x.N, x.Conns, dur(x.FirstMS), dur(x.P50MS), dur(x.P99MS), dur(x.LastMS),
+				dur(lo), dur(med), dur(hi), x.ServerCPUS, x.WsloadCPUS, x.MachineCPUS, x.RunQueueAvg, x.RunQueueMax, x.CtxSwitchAvg, x.UserPct, x.SysPct, x.IdlePct)
+			if x.LastMS > 0 && (last[r.Config.Target] == 0 || x.LastMS < last[r.Config.Target]) {
+				last[r.Config.Target] = x.LastMS
+			}
+		}
+	}
+	b.WriteString("\n")
+	for _, f := range fs {
+		r := f.Bcast1M
+		fmt.Fprintf(b, "- %s: %d of %d deliveries, gaps %d, duplicates %d, wsload-bound %v", r.Config.Target, r.Deliveries, r.Expected, r.Gaps, r.Duplicates, r.WsloadBound)
+		if len(r.Disconnects) > 0 || len(r.Errors) > 0 {
+			fmt.Fprintf(b, ", disconnects %s, errors %s", classes(r.Disconnects), classes(r.Errors))
+		}
+		if r.Err != "" {
+			fmt.Fprintf(b, "; the run ended with `%s`", r.Err)
+		}
+		b.WriteString("\n")
+	}
+	if fl := last["floor"]; fl > 0 {
+		for _, t := range []string{"wspush", "wspush-nats"} {
+			if w := last[t]; w > 0 {
+				fmt.Fprintf(b, "- time to reach the last client, best broadcast of each run: %s %s / floor %s = **%.2f×** (goal ≤ 1.3×)\n", t, dur(w), dur(fl), w/fl)
+			}
+		}
+	}
+	b.WriteString("\n")
+}
+
+// spread is the smallest, median and largest of the positive values.
+func spread(xs []float64) (lo, med, hi float64) {
+	var v []float64
+	for _, x := range xs {
+		if x > 0 {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return 0, 0, 0
+	}
+	sort.Float64s(v)
+	return v[0], v[len(v)/2], v[len(v)-1]
+}
