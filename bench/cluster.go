@@ -105,9 +105,9 @@ func tickLine(r *scenario.ClusterResult) string {
 		s += fmt.Sprintf("; presence: %d of %d ticks carried counts, %d clients checked, all right: %v %q",
 			r.PresenceTicks, r.Ticks, r.PresenceSubs, r.PresenceOK, r.PresenceBad)
 		if p := r.PresenceProtocol; p != nil {
-			s += fmt.Sprintf("; presence protocol on %d nodes (fewest nodes seen %d): syncs sent %d, received %d (most by one node %d), probes %d/%d, full reports %d, gaps %d, drops gone %d silent %d, stalls %d",
+			s += fmt.Sprintf("; presence protocol on %d nodes (fewest nodes seen %d): syncs sent %d, received %d (most by one node %d), probes %d/%d, full reports %d, gaps %d, gone once %d, drops gone %d silent %d, stalls %d",
 				p.Nodes, p.MinNodesSeen, p.SyncsSent, p.SyncsReceived, p.MaxSyncsReceived, p.ProbesSent, p.ProbesReceived,
-				p.FullReports, p.Gaps, p.GoneDrops, p.SilentDrops, p.Stalls)
+				p.FullReports, p.Gaps, p.GoneOnce, p.GoneDrops, p.SilentDrops, p.Stalls)
 		}
 	}
 	return s

@@ -150,6 +150,7 @@ type PresenceProtocol struct {
 	ProbesReceived   uint64 `json:"probes_received"`
 	FullReports      uint64 `json:"full_reports"`
 	Gaps             uint64 `json:"gaps"`
+	GoneOnce         uint64 `json:"gone_once"`
 	GoneDrops        uint64 `json:"gone_drops"`
 	SilentDrops      uint64 `json:"silent_drops"`
 	Stalls           uint64 `json:"stalls"`
@@ -177,6 +178,7 @@ func presenceProtocol(ctx context.Context, admins []string) *PresenceProtocol {
 			ProbesReceived uint64 `json:"probes_received"`
 			FullReports    uint64 `json:"full_reports"`
 			Gaps           uint64 `json:"gaps"`
+			GoneOnce       uint64 `json:"gone_once"`
 			GoneDrops      uint64 `json:"gone_drops"`
 			SilentDrops    uint64 `json:"silent_drops"`
 			Stalls         uint64 `json:"stalls"`
@@ -197,6 +199,7 @@ func presenceProtocol(ctx context.Context, admins []string) *PresenceProtocol {
 		p.ProbesReceived += st.ProbesReceived
 		p.FullReports += st.FullReports
 		p.Gaps += st.Gaps
+		p.GoneOnce += st.GoneOnce
 		p.GoneDrops += st.GoneDrops
 		p.SilentDrops += st.SilentDrops
 		p.Stalls += st.Stalls

@@ -62,6 +62,8 @@ type peer struct {
 	asked   int64 // Unix ns of the last full report asked of it
 	probed  int64 // Unix ns of the last probe sent to it
 	probes  int   // probes sent since its last report
+	heard   int64 // Unix ns its last report arrived (seen without the stall credit)
+	goneAt  int64 // Unix ns NATS first had no subscriber for it since its last report (0: not)
 	counts  map[string]int32
 	members map[string][]wire.Member
 }
@@ -205,7 +207,10 @@ func (t *Tracker) receive(data []byte) {
 	if r.Reset {
 		p.want = 0
 	}
-	p.seq, p.seen, p.probes = r.Seq, max(now, p.seen), 0
+	if p.heard != 0 {
+		t.observeGap(now, now-p.heard)
+	}
+	p.seq, p.seen, p.heard, p.probes, p.goneAt = r.Seq, max(now, p.seen), now, 0, 0
 	for topic, n := range r.Counts {
 		sets = t.setCount(p, topic, n, sets)
 	}

@@ -17,7 +17,31 @@ import (
 type clusterStats struct {
 	syncsIn, syncsOut, probesIn, probesOut atomic.Uint64
 	fullReports, gaps, stalls, overflow    atomic.Uint64
-	goneDrops, silentDrops                 atomic.Uint64
+	goneOnce, goneDrops, silentDrops       atomic.Uint64
+}
+
+// gapWindow is how long an observed gap between two reports of a node
+// keeps raising the max lease (silentLease): between one and two windows.
+const gapWindow = 5 * time.Minute
+
+// observeGap records the time between two reports of one node.
+func (t *Tracker) observeGap(now, gap int64) {
+	if now-t.gapSince >= int64(gapWindow) {
+		t.gapPrev, t.gapCur, t.gapSince = t.gapCur, 0, now
+	}
+	t.gapCur = max(t.gapCur, gap)
+}
+
+// silentLease is how long a node that NATS still shows connected may be
+// silent: MaxLease, or three times the longest gap between two reports of
+// any node seen in the last one or two gapWindows if that is longer, up to
+// 4 × MaxLease. On a machine where reports come 40 s late the nodes wait
+// two minutes before dropping a silent one, instead of flapping.
+func (t *Tracker) silentLease(now int64) int64 {
+	if now-t.gapSince >= 2*int64(gapWindow) {
+		t.gapPrev, t.gapCur, t.gapSince = 0, 0, now
+	}
+	return min(max(int64(t.cfg.MaxLease), 3*max(t.gapPrev, t.gapCur)), 4*int64(t.cfg.MaxLease))
 }
 
 // Stats is what the cluster protocol did on this node since it started
@@ -40,9 +64,12 @@ type Stats struct {
 	FullReports    uint64 `json:"full_reports"`
 	// Gaps are reports of another node found missing (numbering).
 	Gaps uint64 `json:"gaps"`
-	// GoneDrops: nodes dropped because NATS had no subscriber for them
-	// (their connection is gone); SilentDrops: because they were not
-	// heard from for the max lease.
+	// GoneOnce: probes NATS answered with no subscriber for the node
+	// once (it is asked again a lease later); GoneDrops: nodes dropped
+	// because NATS had no subscriber for them twice in a row (their
+	// connection is gone); SilentDrops: because they were not heard from
+	// for the max lease.
+	GoneOnce    uint64 `json:"gone_once"`
 	GoneDrops   uint64 `json:"gone_drops"`
 	SilentDrops uint64 `json:"silent_drops"`
 	// Stalls are periods this node's own loop ran late by more than half
@@ -56,12 +83,13 @@ type Stats struct {
 func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
 	nodes := 1 + len(t.peers)
+	maxLease := time.Duration(t.silentLease(t.now().UnixNano()))
 	t.mu.Unlock()
 	s := &t.stats
 	return Stats{Node: t.cfg.Node, Nodes: nodes, PeriodMS: t.cfg.Period.Milliseconds(), LeaseMS: t.cfg.Lease.Milliseconds(),
-		MaxLeaseMS: t.cfg.MaxLease.Milliseconds(), SyncsReceived: s.syncsIn.Load(), SyncsSent: s.syncsOut.Load(),
+		MaxLeaseMS: maxLease.Milliseconds(), SyncsReceived: s.syncsIn.Load(), SyncsSent: s.syncsOut.Load(),
 		ProbesReceived: s.probesIn.Load(), ProbesSent: s.probesOut.Load(), FullReports: s.fullReports.Load(),
-		Gaps: s.gaps.Load(), GoneDrops: s.goneDrops.Load(), SilentDrops: s.silentDrops.Load(),
+		Gaps: s.gaps.Load(), GoneOnce: s.goneOnce.Load(), GoneDrops: s.goneDrops.Load(), SilentDrops: s.silentDrops.Load(),
 		Stalls: s.stalls.Load(), Overflow: s.overflow.Load()}
 }
 
@@ -107,14 +135,24 @@ func (t *Tracker) period(now time.Time) {
 		t.resync = true // asked, or reconnected: others may have missed reports or dropped this node
 	}
 	var dead []left
+	silent := t.silentLease(nowNs)
 	for node, p := range t.peers {
 		age := nowNs - p.seen
 		switch {
-		case age > int64(t.cfg.MaxLease):
+		case age > silent:
 			t.stats.silentDrops.Add(1)
-			t.cfg.Logger.Info("presence: a node was silent for the max lease", "node", node, "silent", time.Duration(age))
+			t.cfg.Logger.Info("presence: a node was silent for the max lease", "node", node, "silent", time.Duration(age),
+				"max_lease", time.Duration(silent))
 			sets, dead = t.expire(node, p, sets, dead)
 			continue
+		case p.goneAt != 0:
+			// NATS said once that it has no subscriber for the node: ask
+			// again a lease later (a node cut off, e.g. as a slow
+			// consumer, reconnects meanwhile and is not dropped).
+			if nowNs-p.goneAt >= int64(t.cfg.Lease) && p.probed <= p.goneAt {
+				p.probed = nowNs
+				probes = append(probes, node)
+			}
 		case age > int64(t.cfg.Lease)<<min(p.probes, 8):
 			// Past the lease, then twice, four times... as long: a
 			// node that stays late costs a probe at ever longer
@@ -172,6 +210,12 @@ func (t *Tracker) noResponders(m *nats.Msg) {
 	t.mu.Lock()
 	p := t.peers[node]
 	if p == nil || p.seen >= p.probed {
+		t.mu.Unlock()
+		return
+	}
+	if p.goneAt == 0 || p.probed <= p.goneAt {
+		p.goneAt = t.now().UnixNano() // once: ask again a lease later (period)
+		t.stats.goneOnce.Add(1)
 		t.mu.Unlock()
 		return
 	}

@@ -22,26 +22,35 @@
 // saturated machine (1M clients over 60 processes on 2 cores: load 250)
 // reports arrive seconds late: with a fixed 3 s lease every node dropped
 // every other one about 40 times, and each drop made every node ask, on a
-// subject that every node received — N² requests, N³ deliveries, NATS cut
-// the nodes as slow consumers, and the counts never settled. Stretching
-// the lease with the node count or the observed delay only moves the
-// cliff: the delay of an overloaded machine has no bound. So the lease
-// only decides when to ask NATS, which knows whether a node's connection
-// is still there:
+// subject that every node received (N − 1 requests delivered to each of
+// N nodes per dropped node), NATS cut the nodes as slow consumers, and
+// the counts never settled. Stretching the lease with the node count or
+// the observed delay alone only moves the cliff: the delay of an
+// overloaded machine has no bound, and a long lease delays a dead node's
+// leave. So the lease only decides when to ask NATS, which knows whether
+// a node's connection is still there, and the observed delay stretches
+// only the bound for a node that NATS shows connected:
 //
 //   - A node not heard from for Lease (default 3 periods) is probed: a
 //     message on its own subject with a reply subject. If NATS has no
 //     subscriber for it (the node died, or lost NATS), the server answers
-//     "no responders" at once and the node is dropped with its counts and
-//     members: a dead node's clients leave every count within Lease plus
-//     two periods (the period that sees the lease run out, and the
-//     jitter). If NATS delivers the probe, nothing comes back: the node
-//     is alive and merely late, it keeps its counts, and is probed again
-//     when its silence reaches 2, 4, 8... leases (a node that died after
-//     a late spell leaves within twice its silence).
+//     "no responders" at once; the node is probed again a lease later
+//     (a node that NATS cut off, e.g. as a slow consumer, has reconnected
+//     by then and sent a full report), and on a second "no responders" it
+//     is dropped with its counts and members: a dead node's clients leave
+//     every count within two leases plus two periods (the period that
+//     sees the lease run out, and the jitter): about 8 s by default. If
+//     NATS delivers the probe, nothing comes back: the node is alive and
+//     merely late, it keeps its counts, and is probed again when its
+//     silence reaches 2, 4, 8... leases (a node that died after a late
+//     spell leaves within twice its silence).
 //   - A node that NATS still shows connected but that sends nothing (hung,
 //     or its connection stuck) is dropped after MaxLease (default 10
-//     leases, 30 s): the bound for every case.
+//     leases, 30 s), or, if reports were seen arriving further apart than
+//     that in the last 5–10 minutes, after three times the longest such
+//     gap, up to 4 × MaxLease (2 min): the bound for every case. (At 1M
+//     clients on this machine the broker itself was starved — its read
+//     loop took up to 15 s — and reports came up to 55 s apart.)
 //   - A node's own stalls do not count against others: when the loop runs
 //     late by more than half a period (the process got no CPU), every
 //     peer's last-heard time is moved by as much, and reports already
@@ -251,6 +260,9 @@ type Tracker struct {
 	peers  map[string]*peer    // the other nodes' reports (cluster.go)
 	seq    uint64
 	resync bool // send a full report next period
+	// the longest gap between two reports of a node, in the current and
+	// the previous gapWindow (liveness.go)
+	gapCur, gapPrev, gapSince int64
 }
 
 // New returns a tracker for b; hub gets member events, events (may be nil)
