@@ -41,7 +41,10 @@ import (
 // socket itself, on the writing goroutine, when a write fails (ECONNRESET
 // or EPIPE from a client that reset, or nbio's write-buffer cap). A client
 // that resets right after its close frame, before the server's answer is
-// written, can still cost a new connection that way.
+// written, can still cost a new connection that way. Plain-TCP writes go
+// through nbio.Conn.Write only when nbio has bytes queued or a write came
+// out short (directwrite.go); a direct write that fails shuts the socket
+// down instead, for the poller to close.
 
 // pollerConn is an upgraded plain-TCP connection whose Close shuts the
 // socket down for its poller to close. It is one pointer, so storing it in

@@ -21,6 +21,18 @@ type Conn interface {
 	Close() error
 }
 
+// DirectConn is a Conn that also says how much of a write the socket took
+// at once. WriteDirect writes b as Write does (whole and in order, the
+// rest buffered) and returns the bytes the socket took during the call;
+// those are not reported through Written, the buffered rest is, as the
+// socket takes it. The gateway's plain-TCP connections are DirectConns:
+// they write with a raw write(2) (gateway/directwrite.go), and the client
+// accounts the bytes itself instead of a callback per write.
+type DirectConn interface {
+	Conn
+	WriteDirect(b []byte) (taken int, err error)
+}
+
 const (
 	stateOpen    uint32 = iota
 	stateClosing        // a close frame was sent; nothing more is written
@@ -134,7 +146,7 @@ func (c *Client) write(frame []byte) bool {
 		c.CloseWith(CloseSlow)
 		return false
 	}
-	if _, err := c.conn.Write(frame); err != nil {
+	if err := c.put(frame); err != nil {
 		c.unsent.Add(-n)
 		if r, ok := writeFailure(err); ok {
 			c.setReason(r.label)
@@ -142,6 +154,22 @@ func (c *Client) write(frame []byte) bool {
 		return false
 	}
 	return true
+}
+
+// put writes b, whose length the caller has added to unsent, and takes off
+// what a DirectConn reports the socket took at once (a plain Conn reports
+// every byte through Written). On an error nothing is taken off: the
+// caller gives the whole length back.
+func (c *Client) put(b []byte) error {
+	if d, ok := c.conn.(DirectConn); ok {
+		taken, err := d.WriteDirect(b)
+		if err == nil && taken > 0 {
+			c.Written(taken)
+		}
+		return err
+	}
+	_, err := c.conn.Write(b)
+	return err
 }
 
 // writeFailure is the close reason a failed write gives its client; false
@@ -176,7 +204,7 @@ func (c *Client) CloseWith(r Reason) {
 	// The close frame may pass the unsent cap: the socket layer's own cap
 	// leaves room for it.
 	c.unsent.Add(int64(len(frame)))
-	if _, err := c.conn.Write(frame); err != nil {
+	if err := c.put(frame); err != nil {
 		c.unsent.Add(-int64(len(frame)))
 	}
 	if s := c.shard; s != nil {

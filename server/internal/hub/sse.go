@@ -95,7 +95,7 @@ func (c *Client) closeSSE(r Reason) {
 	p = append(p, '}')
 	ev := wire.AppendEvent(nil, "close", p)
 	c.unsent.Add(int64(len(ev)))
-	if _, err := c.conn.Write(ev); err != nil {
+	if err := c.put(ev); err != nil {
 		c.unsent.Add(-int64(len(ev)))
 	}
 	_ = c.conn.Close()
