@@ -1,8 +1,8 @@
-// Type declarations of wspush.js (docs/client.md).
+// Type declarations of wspush.js and the modules it re-exports from wspush/ (docs/client.md).
 
 /** Options of new Client(url, opts); every number is in milliseconds. */
 export interface ClientOptions {
-  /** A JWT, sent as ?token= (browsers cannot set headers on a WebSocket). */
+  /** A JWT, sent as ?token= (browsers cannot set headers on a WebSocket or an EventSource). */
   token?: string;
   /** Called for a token: before the first connect, before the current token's exp, and after a refusal or a "token expired" close. */
   getToken?: () => string | Promise<string>;
@@ -30,8 +30,20 @@ export interface ClientOptions {
   pingTimeout?: number;
   /** false: do not connect until connect() is called. Default true. */
   autoConnect?: boolean;
-  /** For tests and other runtimes: a WebSocket constructor, a [0,1) random source, a clock and timers. */
-  WebSocket?: new (url: string) => WebSocket;
+  /** "auto" (default): WebSocket, SSE when WebSocket cannot be used (docs/client.md "Transports"); "websocket": never SSE; "sse": never WebSocket. */
+  transport?: "auto" | Transport;
+  /** "auto": SSE after this many WebSocket attempts in a row failed before their welcome. Default 2. */
+  fallbackAfter?: number;
+  /** "auto": on SSE, try WebSocket again after this long, doubling while that fails (up to 16×). Default 120000. */
+  upgradeAfter?: number;
+  /** An SSE stream read by fetch with ticks off is dead after this long without a byte. Default 90000. */
+  heartbeatTimeout?: number;
+  /** The /sse URL; by default url with ws→http, wss→https and a trailing /ws replaced by /sse. */
+  sseUrl?: string;
+  /** For tests and other runtimes: WebSocket and EventSource constructors (EventSource: null reads SSE with fetch), fetch, a [0,1) random source, a clock and timers. */
+  WebSocket?: (new (url: string) => WebSocket) | null;
+  EventSource?: (new (url: string) => EventSource) | null;
+  fetch?: typeof fetch | null;
   random?: () => number;
   now?: () => number;
   setTimeout?: (fn: () => void, ms: number) => unknown;
@@ -61,8 +73,10 @@ export interface Subscription {
 
 export type State = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 
+export type Transport = "websocket" | "sse";
+
 export interface ClientError {
-  /** seq_gap, dead, closed, token, token_expired, bad_frame, handler, listener, url, internal, or a server error code (bad_request, forbidden, limit, overloaded, rate_limited). */
+  /** seq_gap, dead, closed, token, token_expired, bad_frame, handler, listener, url, internal, websocket (the constructor threw: SSE from now on), sse_refused, one_way (send over SSE), or a server error code (bad_request, forbidden, limit, overloaded, rate_limited). */
   code: string;
   reason: string;
   topic?: string;
@@ -78,8 +92,10 @@ export interface Events {
   error: ClientError;
   /** History lost: messages after (epoch, since) are gone; the application must refetch. */
   gone: { topic: string; since: number; epoch: string; newEpoch: string; seq: number };
-  connected: { id: string; interval_ms: number };
-  disconnected: { code: number; reason: string; wasOpen: boolean };
+  connected: { id: string; interval_ms: number; transport: Transport };
+  disconnected: { code: number; reason: string; wasOpen: boolean; transport: Transport };
+  /** The first welcome, and a welcome over the other transport than the last one. */
+  transport: { transport: Transport; prev: Transport | "" };
   reconnecting: { attempt: number; delay: number; kind: "normal" | "overload" | "drain"; reason: string };
   /** A resume was served: replayed messages follow. */
   resumed: { topic: string; replayed: number };
@@ -95,15 +111,17 @@ export class Client {
   readonly state: State;
   /** The server's id for the current connection ("" before the first welcome). */
   readonly connectionId: string;
+  /** The transport of the last welcome; "" before the first. */
+  readonly transport: Transport | "";
   /** The tick period of the current connection; 0 when ticks are off. */
   readonly intervalMs: number;
   readonly stats: { delivered: number; duplicates: number; gaps: number; gone: number; reconnects: number };
   on<E extends keyof Events>(event: E, fn: (ev: Events[E]) => void): () => void;
   subscribe(topic: string, opts: { mode?: Mode }, handler: Handler): Subscription;
   subscribe(topic: string, handler: Handler): Subscription;
-  /** Sends a message as JSON; false when not connected. */
+  /** Sends a message as JSON; false when not connected, and over SSE (one way). */
   send(msg: object): boolean;
-  /** An application ping; resolves with the round trip in ms. */
+  /** An application ping; resolves with the round trip in ms. Rejects over SSE. */
   ping(): Promise<number>;
   /** Replaces the token; a client stopped because its token expired connects again. */
   setToken(token: string): void;
@@ -115,7 +133,8 @@ export class Client {
 
 export const defaults: Readonly<Required<Pick<ClientOptions,
   "backoffBase" | "backoffCap" | "overloadMin" | "drainMin" | "drainWindow" | "livenessFloor" |
-  "pingInterval" | "pongTimeout" | "connectTimeout" | "tokenMargin" | "pingTimeout">>>;
+  "pingInterval" | "pongTimeout" | "connectTimeout" | "tokenMargin" | "pingTimeout" |
+  "fallbackAfter" | "upgradeAfter" | "heartbeatTimeout">>>;
 
 /** The wait before reconnect attempt `attempt` (0-based), in ms. */
 export function backoffDelay(kind: "normal" | "overload" | "drain", attempt: number, opts: typeof defaults, random: () => number): number;
@@ -132,4 +151,23 @@ export class TopicState {
   resume(): { since?: number; epoch?: string };
   subscribed(m: { seq: number; epoch: string; history_gone?: boolean }, latest?: boolean): { gone: boolean; resumed: boolean; replayed: number; from: { epoch: string; seq: number } };
   accept(seq: number, latest: boolean): "dup" | "next" | "gap";
+}
+
+/** The event-stream parser the fetch reader uses (exported for tests and other clients). */
+export class SSEParser {
+  constructor(sink: { event(type: string, data: string, lastEventId: string): void; comment(): void; retry(ms: number): void });
+  /** Takes the next decoded chunk; throws when a line passes 1 MiB. */
+  push(text: string): void;
+}
+
+/** Which transport the next attempt uses (docs/client.md "Transports"). */
+export class TransportChooser {
+  constructor(mode: "auto" | Transport, fallbackAfter: number, caps: { ws: boolean; sse: boolean });
+  next(): Transport;
+  failed(kind: Transport, beforeWelcome: boolean): void;
+  opened(kind: Transport): void;
+  wsUnusable(): boolean;
+  sseUnusable(): boolean;
+  readonly canUpgrade: boolean;
+  probeDelay(base: number): number;
 }

@@ -8,7 +8,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,39 +19,82 @@ import (
 	"wspush/client"
 )
 
-// TestClientScriptServed checks GET /wspush.js on the WebSocket port: the
-// module's bytes, its content type, a strong ETag, a modest max-age, CORS
-// for pages on other origins, and 304 on a matching If-None-Match.
+// TestClientScriptServed checks GET /wspush.js and the modules it imports
+// (GET /wspush/*.js) on the WebSocket port: each module's bytes, its
+// content type, a strong ETag of its own, a modest max-age, CORS for pages
+// on other origins, and 304 on a matching If-None-Match; every relative
+// import of every module names a served path; other paths are 404.
 func TestClientScriptServed(t *testing.T) {
 	s := startServer(t, "-push-interval", "0")
-	url := "http" + strings.TrimSuffix(strings.TrimPrefix(s.ws, "ws"), "/ws") + "/wspush.js"
+	base := "http" + strings.TrimSuffix(strings.TrimPrefix(s.ws, "ws"), "/ws")
 
+	paths := client.Paths()
+	if len(paths) < 2 || !slices.Contains(paths, "/wspush.js") {
+		t.Fatalf("client.Paths() = %v: want /wspush.js and the modules under /wspush/", paths)
+	}
+	served := map[string]bool{}
+	for _, p := range paths {
+		served[p] = true
+	}
+	importRE := regexp.MustCompile(`(?m)^\s*(?:import|export)\b[^"';]*?from\s+"(\.[^"]+)"`)
+	etags := map[string]string{}
+	for _, p := range paths {
+		body, etag, _ := client.File(p)
+		if old, dup := etags[etag]; dup {
+			t.Errorf("%s and %s have the same ETag %s", old, p, etag)
+		}
+		etags[etag] = p
+		checkModule(t, base+p, body, etag)
+		// Relative imports resolve against the module's own URL.
+		dir := p[:strings.LastIndex(p, "/")+1]
+		for _, m := range importRE.FindAllStringSubmatch(string(body), -1) {
+			if target := path.Clean(dir + m[1]); !served[target] {
+				t.Errorf("%s imports %q, which resolves to %s: not served", p, m[1], target)
+			}
+		}
+	}
+	if body, etag, _ := client.File("/wspush.js"); string(body) != string(client.Script()) || etag != client.ETag {
+		t.Errorf("client.Script()/ETag are not /wspush.js's")
+	}
+	if !strings.Contains(string(client.Script()), `from "./wspush/client.js"`) {
+		t.Errorf("/wspush.js does not import ./wspush/client.js")
+	}
+	for _, p := range []string{"/wspush.jsx", "/wspush/", "/wspush/nope.js", "/wspush/../wspush.js.map", "/wspush/client.js/x"} {
+		if code, _ := get(t, base+p); code != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, code)
+		}
+	}
+}
+
+// checkModule checks one module's answers: 200 with its bytes and headers,
+// 304 for a matching If-None-Match, 200 for a stale one.
+func checkModule(t *testing.T, url string, want []byte, etag string) {
+	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != string(client.Script()) {
-		t.Fatalf("GET /wspush.js: %d, %d bytes (want 200, the %d bytes of client/wspush.js)", resp.StatusCode, len(body), len(client.Script()))
+	if resp.StatusCode != http.StatusOK || string(body) != string(want) {
+		t.Fatalf("GET %s: %d, %d bytes (want 200, its %d bytes)", url, resp.StatusCode, len(body), len(want))
 	}
-	want := map[string]string{
+	wantH := map[string]string{
 		"Content-Type":                "text/javascript; charset=utf-8",
-		"ETag":                        client.ETag,
+		"ETag":                        etag,
 		"Cache-Control":               "public, max-age=300",
 		"Access-Control-Allow-Origin": "*",
 		"X-Content-Type-Options":      "nosniff",
 	}
-	for k, v := range want {
+	for k, v := range wantH {
 		if got := resp.Header.Get(k); got != v {
-			t.Errorf("%s: %q, want %q", k, got, v)
+			t.Errorf("%s: %s: %q, want %q", url, k, got, v)
 		}
 	}
-	if !strings.HasPrefix(client.ETag, `"`) || strings.HasPrefix(client.ETag, `W/`) {
-		t.Errorf("ETag %s is not a strong entity tag", client.ETag)
+	if !strings.HasPrefix(etag, `"`) || strings.HasPrefix(etag, `W/`) {
+		t.Errorf("%s: ETag %s is not a strong entity tag", url, etag)
 	}
-
-	for _, inm := range []string{client.ETag, `"other", ` + client.ETag, "W/" + client.ETag, "*"} {
+	for _, inm := range []string{etag, `"other", ` + etag, "W/" + etag, "*"} {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		req.Header.Set("If-None-Match", inm)
 		resp, err := http.DefaultClient.Do(req)
@@ -57,8 +103,8 @@ func TestClientScriptServed(t *testing.T) {
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotModified || len(b) != 0 || resp.Header.Get("ETag") != client.ETag {
-			t.Errorf("If-None-Match %s: %d, %d bytes, ETag %q (want 304, no body, the ETag)", inm, resp.StatusCode, len(b), resp.Header.Get("ETag"))
+		if resp.StatusCode != http.StatusNotModified || len(b) != 0 || resp.Header.Get("ETag") != etag {
+			t.Errorf("%s: If-None-Match %s: %d, %d bytes, ETag %q (want 304, no body, the ETag)", url, inm, resp.StatusCode, len(b), resp.Header.Get("ETag"))
 		}
 	}
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -69,10 +115,7 @@ func TestClientScriptServed(t *testing.T) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Errorf("If-None-Match \"stale\": %d, want 200", resp.StatusCode)
-	}
-	if code, _ := get(t, url+"x"); code != http.StatusNotFound {
-		t.Errorf("GET /wspush.jsx: %d, want 404", code)
+		t.Errorf("%s: If-None-Match \"stale\": %d, want 200", url, resp.StatusCode)
 	}
 }
 

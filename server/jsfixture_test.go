@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +31,8 @@ import (
 //	POST /servers/{id}/restart  ?signal=TERM|KILL&down_ms=N: stop, wait, start again on the same ports
 //	POST /servers/{id}/cut      close every proxied connection → {"cut":N}
 //	POST /servers/{id}/freeze   stop forwarding on every proxied connection (new ones flow) → {"frozen":N}
+//	POST /servers/{id}/block-ws ?on=1|0: the proxy drops connections that ask for an Upgrade
+//	                            (WebSocket blocked, plain HTTP such as /sse flows) → {"blocked":N so far}
 //	POST /servers/{id}/stop
 //
 // A server: {"id", "ws" (direct), "proxy" (ws URL through the proxy),
@@ -169,6 +173,9 @@ func (f *fixture) op(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]int{"cut": s.proxy.cut()})
 	case "freeze":
 		writeJSON(w, map[string]int{"frozen": s.proxy.freeze()})
+	case "block-ws":
+		s.proxy.blockUpgrades.Store(r.URL.Query().Get("on") != "0")
+		writeJSON(w, map[string]int64{"blocked": s.proxy.blocked.Load()})
 	case "stop":
 		s.stop(syscall.SIGTERM)
 		writeJSON(w, map[string]bool{"stopped": true})
@@ -236,10 +243,16 @@ func (s *fixtureServer) stop(sig syscall.Signal) {
 
 // tcpProxy forwards 127.0.0.1 connections to a target; cut closes them
 // all, freeze stops forwarding on the current ones while leaving them open
-// (a network path that went silent).
+// (a network path that went silent). With blockUpgrades set it drops every
+// connection on which the client asks for an Upgrade (a header line
+// "Upgrade:" in what it sends) before that request reaches the target: a
+// path on which WebSocket fails and plain HTTP works.
 type tcpProxy struct {
 	ln     net.Listener
 	target string
+
+	blockUpgrades atomic.Bool
+	blocked       atomic.Int64 // connections dropped for an Upgrade
 
 	mu    sync.Mutex // guards conns
 	conns map[*proxyConn]struct{}
@@ -279,8 +292,8 @@ func (p *tcpProxy) serve() {
 		p.mu.Lock()
 		p.conns[c] = struct{}{}
 		p.mu.Unlock()
+		go c.pipe(b, a, p) // client to target
 		go c.pipe(a, b, p)
-		go c.pipe(b, a, p)
 	}
 }
 
@@ -288,8 +301,17 @@ func (p *tcpProxy) serve() {
 // drops, so both peers see silence rather than an end, until a cut.
 func (c *proxyConn) pipe(dst, src net.Conn, p *tcpProxy) {
 	buf := make([]byte, 32<<10)
+	var tail []byte // the end of what the client sent, for a match across reads
 	for {
 		n, err := src.Read(buf)
+		if n > 0 && src == c.a && p.blockUpgrades.Load() {
+			window := append(tail, bytes.ToLower(buf[:n])...)
+			if bytes.Contains(window, []byte("\nupgrade:")) {
+				p.blocked.Add(1)
+				break
+			}
+			tail = append(tail[:0], window[max(0, len(window)-16):]...)
+		}
 		if n > 0 && c.ctx.Err() == nil {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				err = werr

@@ -24,6 +24,8 @@ export async function startServer(args = []) {
     restart: (signal = "TERM", downMs = 0) => post(`/servers/${s.id}/restart?signal=${signal}&down_ms=${downMs}`),
     cut: () => post(`/servers/${s.id}/cut`),
     freeze: () => post(`/servers/${s.id}/freeze`),
+    // The proxy drops connections that ask for an Upgrade: WebSocket fails, /sse works.
+    blockUpgrades: (on = true) => post(`/servers/${s.id}/block-ws?on=${on ? 1 : 0}`),
     stop: () => post(`/servers/${s.id}/stop`),
     publish: (topic, data) => publish(s.admin, topic, data),
   };

@@ -89,8 +89,9 @@ type Config struct {
 	Pollers int
 	// Page, when set, is served at "/" (the demo page).
 	Page http.Handler
-	// Script, when set, is served at GET /wspush.js (the JavaScript
-	// client, package client).
+	// Script, when set, is served at GET /wspush.js and GET /wspush/ (the
+	// JavaScript client's entry module and the modules it imports,
+	// package client; it answers 404 for paths it does not have).
 	Script http.Handler
 	// MaxSubs caps a client's subscriptions (default 64).
 	MaxSubs int
@@ -224,6 +225,7 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 	}
 	if cfg.Script != nil {
 		mux.Handle("GET /wspush.js", cfg.Script)
+		mux.Handle("GET /wspush/", cfg.Script)
 	}
 	pollers := cfg.Pollers
 	if pollers <= 0 {
