@@ -87,11 +87,18 @@ func (c *Client) SetCompress() { c.compress.Store(true) }
 // its first visit at or after t (so up to one visit period late). The zero
 // time means never. It may be called from any goroutine.
 func (c *Client) SetExpiry(t time.Time) {
-	if t.IsZero() {
-		c.expires.Store(0)
-		return
+	exp := int64(0)
+	if !t.IsZero() {
+		exp = t.UnixNano()
 	}
-	c.expires.Store(t.UnixNano())
+	// Hub.expiring counts the clients with an expiry: each change
+	// between 0 and not 0 is counted by the one Swap that made it.
+	switch old := c.expires.Swap(exp); {
+	case old == 0 && exp != 0:
+		c.h.expiring.Add(1)
+	case old != 0 && exp == 0:
+		c.h.expiring.Add(-1)
+	}
 }
 
 // WheelPos lets the client live in a wheel.

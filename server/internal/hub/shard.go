@@ -140,6 +140,9 @@ func (s *shard) catchUp(c *Client) {
 
 // visit is called by the wheel for each due slot.
 func (s *shard) visit(due time.Time, clients []*Client) {
+	if s.h.expiryOnly && s.h.expiring.Load() == 0 {
+		return // nothing a visit could do (Hub.expiryOnly)
+	}
 	dueNs := due.UnixNano()
 	now := s.h.Now()
 	for _, c := range clients {

@@ -1,0 +1,57 @@
+package hub
+
+import (
+	"testing"
+	"time"
+
+	"wspush/server/wire"
+)
+
+// TestExpiryOnlyVisitsNoOneWithoutExpiry: with pushes, pings and the idle
+// timeout off a visit can only close an expired token, so while no client
+// has an expiry the wheel walks no client (it used to touch every client
+// once a second: 1M visits/s at 1M idle clients); a client with an expiry
+// is still closed with 1008 "token expired" within a visit period.
+func TestExpiryOnlyVisitsNoOneWithoutExpiry(t *testing.T) {
+	h := newHub(t, Config{PushInterval: Disabled, PingInterval: Disabled, IdleTimeout: Disabled, Shards: 1})
+	start := time.Now()
+	h.clock.Store(start.UnixNano())
+	plain, _ := connect(h, false)
+	steps(h, start, start.Add(3*time.Second), 10*time.Millisecond)
+	if plain.visits != 0 {
+		t.Fatalf("client without expiry visited %d times in 3 s, want 0", plain.visits)
+	}
+
+	tok, tf := connect(h, false)
+	tok.SetExpiry(start.Add(3500 * time.Millisecond))
+	if n := h.expiring.Load(); n != 1 {
+		t.Fatalf("expiring = %d after SetExpiry, want 1", n)
+	}
+	steps(h, start.Add(3*time.Second), start.Add(5*time.Second), 10*time.Millisecond)
+	frames, _ := tf.snapshot()
+	if len(frames) == 0 {
+		t.Fatal("client with an expired token got nothing, want a close frame")
+	}
+	last := frames[len(frames)-1]
+	if last[0] != 0x80|wire.OpClose || string(last[4:]) != "token expired" {
+		t.Fatalf("last frame %q, want close token expired", last)
+	}
+	h.Unregister(tok)
+	if n := h.expiring.Load(); n != 0 {
+		t.Fatalf("expiring = %d after unregister, want 0", n)
+	}
+	// set, cleared, set again, unregistered: counted once each way
+	c, _ := connect(h, false)
+	c.SetExpiry(start.Add(time.Hour))
+	c.SetExpiry(time.Time{})
+	c.SetExpiry(start.Add(time.Hour))
+	c.SetExpiry(start.Add(2 * time.Hour))
+	if n := h.expiring.Load(); n != 1 {
+		t.Fatalf("expiring = %d, want 1", n)
+	}
+	h.Unregister(c)
+	h.Unregister(c)
+	if n := h.expiring.Load(); n != 0 {
+		t.Fatalf("expiring = %d after unregister, want 0", n)
+	}
+}
