@@ -171,11 +171,12 @@ func (p *publisher) count() int {
 	return len(p.acked)
 }
 
-// waitAcked waits until n more publishes are acknowledged.
+// waitAcked waits until n more publishes are acknowledged (200 a second
+// on an idle machine; the deadline allows for a loaded one).
 func (p *publisher) waitAcked(t *testing.T, n int) {
 	t.Helper()
 	want := p.count() + n
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for p.count() < want {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d publishes acknowledged, want %d", p.count(), want)
@@ -397,7 +398,7 @@ func newRestartRigOf(t *testing.T, client func(addr string) *resumer) (*restartR
 			c.close()
 		}
 	})
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for _, c := range rig.clients {
 		for !c.subscribed() {
 			if time.Now().After(deadline) {
@@ -424,7 +425,7 @@ func (rig *restartRig) settle(t *testing.T) {
 	t.Helper()
 	close(rig.pub.stop)
 	<-rig.pub.done
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for _, topic := range restartTopics {
 		order := rig.pub.order[topic]
 		want := order[len(order)-1]
@@ -468,7 +469,9 @@ func (rig *restartRig) checkConsistent(t *testing.T) {
 }
 
 // checkAll checks that client c got exactly the acknowledged values of
-// topic, in order, from the first one on.
+// topic, in order, from the first one on. Values never acknowledged (the
+// publisher gave up waiting for the answer on a loaded machine; the seq
+// checks cover them) are left out.
 func (rig *restartRig) checkAll(t *testing.T, i int, topic string) {
 	t.Helper()
 	c := rig.clients[i]
@@ -476,7 +479,9 @@ func (rig *restartRig) checkAll(t *testing.T, i int, topic string) {
 	defer c.mu.Unlock()
 	var ns []int
 	for _, g := range c.recv[topic] {
-		ns = append(ns, g.n)
+		if _, ok := rig.pub.acked[g.n]; ok {
+			ns = append(ns, g.n)
+		}
 	}
 	if want := rig.pub.order[topic]; fmt.Sprint(ns) != fmt.Sprint(want) {
 		t.Errorf("client %d, %s: got %d values, want the %d acknowledged\ngot  %v\nwant %v", i, topic, len(ns), len(want), ns, want)

@@ -372,7 +372,7 @@ func TestSSEClusterResumeOnAnotherNode(t *testing.T) {
 			c.close()
 		}
 	})
-	eventually(t, 5*time.Second, "clients subscribed", func() bool {
+	eventually(t, 15*time.Second, "clients subscribed", func() bool {
 		for _, c := range clients {
 			if !c.subscribed() {
 				return false
@@ -396,7 +396,7 @@ func TestSSEClusterResumeOnAnotherNode(t *testing.T) {
 			c.cut()
 			time.Sleep(5 * time.Millisecond) // spread over the stream
 		}
-		eventually(t, 5*time.Second, "clients reconnected", func() bool {
+		eventually(t, 15*time.Second, "clients reconnected", func() bool {
 			for _, c := range clients {
 				if c.streams() < round+1 || !c.subscribed() {
 					return false
