@@ -1,9 +1,11 @@
 package hub
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"wspush/server/internal/bus"
 	"wspush/server/wire"
 )
 
@@ -53,5 +55,46 @@ func TestExpiryOnlyVisitsNoOneWithoutExpiry(t *testing.T) {
 	h.Unregister(c)
 	if n := h.expiring.Load(); n != 0 {
 		t.Fatalf("expiring = %d after unregister, want 0", n)
+	}
+}
+
+// TestQuietHubDoesNotWakeForItsSlots: with nothing a slot could do the
+// shards sleep (they woke every 10 ms slot: 0.5 cores for 60 idle
+// processes of 2 shards each), so the hub's clock, refreshed at every
+// wake-up, stands still; a broadcast still wakes them at once; a client
+// with an expiry brings the slots back.
+func TestQuietHubDoesNotWakeForItsSlots(t *testing.T) {
+	h := newHub(t, Config{PushInterval: Disabled, PingInterval: Disabled, IdleTimeout: Disabled, Shards: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = h.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	_, f := connect(h, false)
+	changes := func(d time.Duration) int {
+		n, last := 0, h.Now()
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(2 * time.Millisecond) {
+			if now := h.Now(); now != last {
+				n, last = n+1, now
+			}
+		}
+		return n
+	}
+	time.Sleep(50 * time.Millisecond) // past the first wake-ups
+	if n := changes(400 * time.Millisecond); n > 1 {
+		t.Fatalf("quiet hub woke %d times in 400 ms, want at most 1", n)
+	}
+	h.Local().Broadcast(&bus.Message{Seq: 1, Frame: []byte{0x81, 1, 'x'}})
+	deadline := time.Now().Add(2 * time.Second)
+	for frames, _ := f.snapshot(); len(frames) == 0; frames, _ = f.snapshot() {
+		if time.Now().After(deadline) {
+			t.Fatal("broadcast not written within 2 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c, _ := connect(h, false)
+	c.SetExpiry(time.Now().Add(time.Hour))
+	time.Sleep(1100 * time.Millisecond) // the sleeping shard's next wake-up
+	if n := changes(300 * time.Millisecond); n < 5 {
+		t.Fatalf("hub with an expiring client woke %d times in 300 ms, want every slot", n)
 	}
 }

@@ -55,7 +55,16 @@ func (s *shard) run(stop <-chan struct{}) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if d := time.Until(s.wheel.NextDue()); d > 0 {
+		d := time.Until(s.wheel.NextDue())
+		if s.h.quiet() && len(s.closing) == 0 {
+			// No slot has anything to do: wake for the inbox, or once a
+			// visit period. A client given an expiry meanwhile is
+			// visited within the next period; a close queued meanwhile
+			// (slow consumer) is seen at that wake-up, so its socket
+			// may outlast its close grace by up to a visit period (1 s).
+			d = s.h.visitPeriod
+		}
+		if d > 0 {
 			timer.Reset(d)
 			select {
 			case <-stop:
@@ -99,7 +108,7 @@ func (s *shard) step(now time.Time) {
 	s.flush()
 
 	visited := s.wheel.Advance(now, s.visit)
-	if visited > 1 {
+	if visited > 1 && !s.h.quiet() { // a quiet shard skips slots on purpose
 		s.h.m.SlotsBehind.Add(visited - 1)
 	}
 	for _, c := range adds {
@@ -140,8 +149,8 @@ func (s *shard) catchUp(c *Client) {
 
 // visit is called by the wheel for each due slot.
 func (s *shard) visit(due time.Time, clients []*Client) {
-	if s.h.expiryOnly && s.h.expiring.Load() == 0 {
-		return // nothing a visit could do (Hub.expiryOnly)
+	if s.h.quiet() {
+		return // nothing a visit could do
 	}
 	dueNs := due.UnixNano()
 	now := s.h.Now()
