@@ -94,7 +94,6 @@ type Limits struct {
 // Reset first.
 type Guard struct {
 	lim    *Limits
-	max    uint64 // lim.MaxMessage, or no cap
 	remain uint64 // payload bytes left in the current frame
 	msgLen uint64 // payload bytes of the data message in progress
 	last   int64  // frame budget: when credit was last refilled (Clock)
@@ -113,11 +112,18 @@ type Guard struct {
 // permessage-deflate was negotiated, which allows RSV1 on the first frame
 // of a data message.
 func (g *Guard) Reset(lim *Limits, deflate bool) {
-	*g = Guard{lim: lim, max: math.MaxUint64, deflate: deflate}
-	if lim.MaxMessage > 0 {
-		g.max = uint64(lim.MaxMessage)
-	}
+	*g = Guard{lim: lim, deflate: deflate}
 	g.resetBudget()
+}
+
+// maxMessage is the message size cap, lim.MaxMessage or none. It is not
+// kept in the guard: a guard is per connection, and its size is what a
+// connection's session costs (see the gateway's session).
+func (g *Guard) maxMessage() uint64 {
+	if m := g.lim.MaxMessage; m > 0 {
+		return uint64(m)
+	}
+	return math.MaxUint64
 }
 
 // headerSize returns the length of the header that starts with b0 b1.
@@ -180,7 +186,7 @@ func (g *Guard) Scan(p []byte) (n int, ev Event, err error) {
 			// for it is done here.
 			if len(p)-i >= 6 {
 				b0, l := p[i], uint64(p[i+1]^0x80) // l > 127 if unmasked
-				if (b0 == 0x81 || b0 == 0x82) && l-1 < 125 && l <= g.max && g.credit != 0 && !g.frag {
+				if (b0 == 0x81 || b0 == 0x82) && l-1 < 125 && l <= g.maxMessage() && g.credit != 0 && !g.frag {
 					g.credit--
 					g.remain = l
 					i += 6
@@ -317,7 +323,7 @@ func (g *Guard) data(h []byte, length uint64) (Event, error) {
 		// Only a fragmented, uncompressed text message is checked here.
 		g.u.text = op == wire.OpText && !fin && b0&0x40 == 0
 	}
-	if size > g.max {
+	if size > g.maxMessage() {
 		return None, ErrTooBig
 	}
 	if g.u.text {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lesismal/llib/std/crypto/tls"
@@ -17,6 +18,7 @@ import (
 
 	"wspush/server/internal/admission"
 	"wspush/server/internal/auth"
+	"wspush/server/internal/frameguard"
 	"wspush/server/internal/hub"
 	"wspush/server/internal/metrics"
 	"wspush/server/wire"
@@ -31,25 +33,67 @@ const (
 )
 
 // session is one connection's gateway-side state: its websocket.Conn's
-// session. cl is set by onOpen; grant and ip by the upgrade handler right
-// after the upgrade, before any message of the connection is handled (nbio
-// runs the handler, the connection's messages and its close in order on
-// one executor); msgs and pubs belong to the message handler.
+// session. cl is set by onOpen; the grant and the counted ip (in x) by the
+// upgrade handler right after the upgrade, before any message of the
+// connection is handled (nbio runs the handler, the connection's messages
+// and its close in order on one executor); msgs and x's pubs belong to the
+// message handler.
 //
 // A WebSocket connection's session is its one allocation of gateway and
-// hub state: cl points to client, and guard is its frame guard (plain TCP;
+// hub state: cl points to client, and fg is its frame guard (plain TCP;
 // only the poller goroutine uses it, after the upgrade handler has run:
-// guard.go). Idle, it is what a connection costs beyond nbio's own objects.
+// guard.go). Idle, it is what a connection costs beyond nbio's own objects:
+// 240 B, a size class of its own (TestSessionSizeClass). What only some
+// connections need (a grant, a per-IP count, a publish budget) is in x,
+// allocated on first use, so that the common idle connection does not
+// carry it.
 type session struct {
-	cl    *hub.Client
-	grant *auth.Grant // nil with authentication off
-	hk    *inOrder    // order.go: nil until a backend hook call
-	ip    netip.Addr  // counted against the per-IP cap; zero if not counted
-	msgs  admission.Bucket
-	pubs  admission.Bucket
+	cl   *hub.Client
+	hk   *inOrder      // order.go: nil until a backend hook call
+	x    *sessionExtra // nil until a grant, a per-IP count or a client publish
+	msgs admission.Bucket
 
 	client hub.Client // what cl points to for a WebSocket connection
-	guard  connGuard  // guard.go
+
+	// The frame guard (guard.go): only the poller goroutine uses fg and
+	// failed; the failing job on the executor sets halfClosed.
+	fg         frameguard.Guard
+	failed     bool        // a violation was found: what follows is dropped
+	halfClosed atomic.Bool // failConn left the socket half-closed (see closeAfterFailing)
+}
+
+// sessionExtra is the state of a session that idle connections of the
+// default configuration do not need; the session's executor order (see
+// session) applies to it as to the session.
+type sessionExtra struct {
+	grant *auth.Grant // nil with authentication off
+	ip    netip.Addr  // counted against the per-IP cap; zero if not counted
+	pubs  admission.Bucket
+}
+
+// extra returns s.x, allocating it on first use.
+func (s *session) extra() *sessionExtra {
+	if s.x == nil {
+		s.x = &sessionExtra{}
+	}
+	return s.x
+}
+
+// grant returns the connection's grant, nil with authentication off.
+func (s *session) grant() *auth.Grant {
+	if s.x == nil {
+		return nil
+	}
+	return s.x.grant
+}
+
+// countedIP returns the address counted against the per-IP cap for the
+// connection, the zero Addr if none.
+func (s *session) countedIP() netip.Addr {
+	if s.x == nil {
+		return netip.Addr{}
+	}
+	return s.x.ip
 }
 
 func sessionOf(c *websocket.Conn) *session {
@@ -63,6 +107,7 @@ type access struct {
 	users     auth.Users
 	byUser    *userIndex // users.go: each user's connections
 	perIP     *admission.PerIP
+	countsIP  bool // perIP has a cap: a session keeps the address it counted
 	accept    *admission.Rate
 	msgLimit  admission.Limit
 	pubLimit  admission.Limit
@@ -78,6 +123,7 @@ func newAccess(cfg *Config) (*access, error) {
 	}
 	perIP := orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	a.perIP = admission.NewPerIP(perIP)
+	a.countsIP = perIP > 0
 	rate := orDefault(cfg.AcceptRate, DefaultAcceptRate)
 	a.accept = admission.NewRate(admission.NewLimit(float64(rate), orDefault(cfg.AcceptBurst, max(rate, 1))))
 	msgRate := orDefault(cfg.MaxMsgRate, DefaultMaxMsgRate)
@@ -192,9 +238,11 @@ func (g *Gateway) opened(c *websocket.Conn, grant *auth.Grant, ip netip.Addr) {
 		g.acc.perIP.Release(ip)
 		return
 	}
-	s.ip = ip
+	if g.acc.countsIP && ip.IsValid() || s.x != nil {
+		s.extra().ip = ip
+	}
 	if grant != nil {
-		s.grant = grant
+		s.extra().grant = grant
 		g.acc.users.Add(grant.Sub)
 		g.acc.byUser.add(grant.Sub, s.cl)
 		s.cl.SetExpiry(grant.Expiry)
@@ -222,11 +270,14 @@ func (g *Gateway) closed(c *websocket.Conn) {
 	if s == nil {
 		return
 	}
-	g.acc.perIP.Release(s.ip)
-	s.ip = netip.Addr{}
-	if s.grant != nil {
-		g.acc.users.Remove(s.grant.Sub)
-		g.acc.byUser.remove(s.grant.Sub, s.cl)
+	if s.x == nil {
+		return
+	}
+	g.acc.perIP.Release(s.x.ip)
+	s.x.ip = netip.Addr{}
+	if grant := s.x.grant; grant != nil {
+		g.acc.users.Remove(grant.Sub)
+		g.acc.byUser.remove(grant.Sub, s.cl)
 	}
 }
 
@@ -247,7 +298,7 @@ func (g *Gateway) withinRate(c *websocket.Conn, cl *hub.Client) bool {
 // ignores the answer).
 func (g *Gateway) mayPublish(c *websocket.Conn, cl *hub.Client, msg *wire.ClientMsg) bool {
 	s := sessionOf(c)
-	if s == nil || s.pubs.Allow(time.Now().UnixNano(), g.acc.pubLimit) {
+	if s == nil || s.extra().pubs.Allow(time.Now().UnixNano(), g.acc.pubLimit) {
 		return true
 	}
 	g.fail(cl, wire.CodeRateLimited, "publishing faster than -max-client-pub-rate allows; retry later", msg.ID)
@@ -258,17 +309,18 @@ func (g *Gateway) mayPublish(c *websocket.Conn, cl *hub.Client, msg *wire.Client
 // refused one with a "forbidden" error frame.
 func (g *Gateway) permitted(c *websocket.Conn, cl *hub.Client, msg *wire.ClientMsg) bool {
 	s := sessionOf(c)
-	if s == nil || s.grant == nil {
+	if s == nil || s.grant() == nil {
 		return true
 	}
+	grant := s.grant()
 	switch msg.Type {
 	case wire.TypeSub:
-		if !s.grant.MaySubscribe(msg.Topic) {
+		if !grant.MaySubscribe(msg.Topic) {
 			g.fail(cl, wire.CodeForbidden, "your token does not allow subscribing to "+msg.Topic, msg.ID)
 			return false
 		}
 	case wire.TypePub:
-		if g.cfg.ClientPublish && !s.grant.MayPublish(msg.Topic) {
+		if g.cfg.ClientPublish && !grant.MayPublish(msg.Topic) {
 			g.fail(cl, wire.CodeForbidden, "your token does not allow publishing to "+msg.Topic, msg.ID)
 			return false
 		}

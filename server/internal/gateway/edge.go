@@ -94,6 +94,8 @@ type edgeConn struct {
 	match    uint8  // progress through "\r\n\r\n"
 	drained  int    // bytes discarded after a refusal
 	held     []byte // bytes after a complete request, until its handler ran
+
+	exec func(func()) bool // the parser's own Execute (nbio's), which hook replaced
 }
 
 func newEdge(maxHeader int, timeout time.Duration, plain bool) *edge {
@@ -246,7 +248,7 @@ func (ec *edgeConn) scan(data []byte) int {
 func (ec *edgeConn) hook() {
 	ec.hooked = true
 	if p, ok := ec.c.Session().(*nbhttp.Parser); ok {
-		p.Execute = ec.execute
+		ec.exec, p.Execute = p.Execute, ec.execute
 	}
 }
 
@@ -280,8 +282,13 @@ func (ec *edgeConn) release() {
 		ec.done.Store(true)
 		// The upgrader copied execute into ws; put nbio's back, so that ec
 		// is not kept for the connection's life. The poller reads it only
-		// after forget (through the shard's mutex) or under ec.mu.
-		ws.Execute = ec.c.Execute
+		// after forget (through the shard's mutex) or under ec.mu. It is
+		// the parser's func value: a new one (ec.c.Execute) would be an
+		// allocation kept for the connection's life.
+		ws.Execute = ec.exec
+		if ws.Execute == nil {
+			ws.Execute = ec.c.Execute
+		}
 		ec.e.forget(ec.c)
 	} else if _, ok := ec.c.Session().(*sseSession); ok { // sse.go: a stream now
 		ec.phase = phaseDone

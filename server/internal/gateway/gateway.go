@@ -389,7 +389,7 @@ func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) {
 	if s := sessionOf(c); s != nil {
 		// Before the guard's first scan: the edge holds what the client
 		// sends after the handshake until this handler has returned.
-		s.guard.fg.Reset(g.frames, deflate)
+		s.fg.Reset(g.frames, deflate)
 	}
 	if !g.connectHook(c, r, grant, ip) { // hooks.go: with a connect hook the backend grants
 		g.opened(c, grant, ip)
@@ -451,6 +451,9 @@ func (g *Gateway) onOpen(c *websocket.Conn) {
 		conn = hc.Conn
 	}
 	g.edgeUpgraded(conn)
+	if nbc, ok := conn.(*nbio.Conn); ok {
+		compactAddrs(nbc) // addrs.go: 16 B instead of nbio's 160
+	}
 	// The connection's one allocation of gateway and hub state (access.go).
 	s := &session{}
 	g.hub.InitClient(&s.client, pollerClosed(c, conn)) // only the poller closes the socket (pollerclose.go)

@@ -3,7 +3,6 @@ package gateway
 import (
 	"net"
 	"net/http"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/lesismal/nbio"
@@ -22,11 +21,11 @@ import (
 //
 //   - guardHandshake refuses malformed opening handshakes (400, 405, 426)
 //     and gives each plain-TCP connection that goes on to upgrade the
-//     guard's data handler (scanData, with a connGuard in the session) in
+//     guard's data handler (scanData, with the guard's state in the session) in
 //     place of nbio's: it runs the header scanner over the bytes on the
 //     poller goroutine before nbio parses them. TLS connections keep nbio's handler (their bytes are
 //     ciphertext at that point) and get nbio's own checks.
-//   - The connGuard hands nbio the bytes up to an empty data message and
+//   - The guard hands nbio the bytes up to an empty data message and
 //     delivers that message itself, in order (nbio drops empty messages),
 //     and hands nbio the frames before a violation, then fails the
 //     connection: a close frame with the violation's code, then the socket
@@ -100,15 +99,6 @@ func frameLimits(cfg *Config) *frameguard.Limits {
 	return lim
 }
 
-// connGuard is one connection's guard state, in its session; only its
-// poller goroutine uses it (scanData), except that the failing job on the
-// executor sets halfClosed.
-type connGuard struct {
-	fg         frameguard.Guard
-	failed     bool        // a violation was found: what follows is dropped
-	halfClosed atomic.Bool // failConn left the socket half-closed (see closeAfterFailing)
-}
-
 // scanData is every plain-TCP connection's data handler: it scans what
 // the client sent with the connection's guard before nbio parses it. nbio
 // runs a connection's handlers in order on its executor
@@ -126,29 +116,28 @@ func (g *Gateway) scanData(c *nbio.Conn, data []byte) {
 		g.engine.DataHandler(c, data)
 		return
 	}
-	cg := &s.guard
-	if cg.failed {
+	if s.failed {
 		// The connection is failing: what follows is dropped. A client that
 		// goes on sending after the close frame and FIN have left is cut off.
-		if cg.halfClosed.Load() && allSent(c) {
+		if s.halfClosed.Load() && allSent(c) {
 			_ = c.Close()
 		}
 		return
 	}
 	for len(data) > 0 {
-		n, ev, err := cg.fg.Scan(data)
+		n, ev, err := s.fg.Scan(data)
 		if n > 0 {
 			g.engine.DataHandler(c, data[:n])
 		}
 		if err != nil {
-			cg.failed = true
+			s.failed = true
 			v := err.(*frameguard.Violation)
 			// The failure runs after the upgrade handler and the messages
 			// before the offending frame: by then the client is registered
 			// with the hub (or the upgrade failed).
 			ws.Execute(func() {
 				if failConn(ws, v) {
-					cg.halfClosed.Store(true)
+					s.halfClosed.Store(true)
 				}
 			})
 			return
@@ -188,7 +177,7 @@ func failConn(ws *websocket.Conn, v *frameguard.Violation) (halfClosed bool) {
 // poller: pollerclose.go) only when no input is left unread; otherwise the
 // client sees the close frame and EOF, and the socket closes when the
 // client closes its side or, with registered (a client in the hub, whose
-// close grace then applies), when the grace ends, or when the connGuard
+// close grace then applies), when the grace ends, or when the guard
 // sees more input after the close frame and FIN have left (allSent). A
 // close frame still queued in nbio (a client that stopped reading) is
 // lost; RFC 6455 asks for it only as a SHOULD. It reports whether the

@@ -461,7 +461,7 @@ func (g *Gateway) connected(c *websocket.Conn, s *session, body []byte, err erro
 		return
 	}
 	if !s.hk.ifOpen(func() {
-		g.opened(c, grant, s.ip)
+		g.opened(c, grant, s.countedIP())
 		g.welcome(s.cl)
 	}) {
 		return

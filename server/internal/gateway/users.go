@@ -107,8 +107,8 @@ func (g *Gateway) UnsubscribeUser(user, topic string) (conns, unsubscribed int, 
 
 // userOf returns c's user, "" without authentication.
 func userOf(s *session) string {
-	if s == nil || s.grant == nil {
+	if s == nil || s.grant() == nil {
 		return ""
 	}
-	return s.grant.Sub
+	return s.grant().Sub
 }
