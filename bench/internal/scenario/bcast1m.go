@@ -115,15 +115,23 @@ func (c Bcast1MConfig) Validate() error {
 
 // Bcast1MResult is one bcast1m run.
 type Bcast1MResult struct {
-	Config          Bcast1MConfig    `json:"config"`
-	MemAvailBeforeG float64          `json:"mem_available_before_gib"`
-	AtFirst         int              `json:"conns_at_first"` // clients connected (wsload's count) at the first broadcast
-	Established     int64            `json:"conns_established"`
-	Deliveries      int64            `json:"deliveries"`
-	Expected        int64            `json:"expected"` // AtFirst × broadcasts
-	Gaps            int64            `json:"gaps"`
-	Duplicates      int64            `json:"duplicates"`
-	Broadcasts      []BcastRound     `json:"broadcasts"`
+	Config          Bcast1MConfig `json:"config"`
+	MemAvailBeforeG float64       `json:"mem_available_before_gib"`
+	AtFirst         int           `json:"conns_at_first"` // clients connected (wsload's count) at the first broadcast
+	Established     int64         `json:"conns_established"`
+	Deliveries      int64         `json:"deliveries"`
+	Expected        int64         `json:"expected"` // AtFirst × broadcasts
+	Gaps            int64         `json:"gaps"`
+	Duplicates      int64         `json:"duplicates"`
+	Broadcasts      []BcastRound  `json:"broadcasts"`
+	// IdleServerCores and IdleWsloadCores: the CPU the servers and
+	// wsload used in the 10 s before the first broadcast, with every
+	// client connected and nothing sent (the floor's slot wheels and
+	// wsload's reporters tick on).
+	IdleServerCores float64   `json:"idle_server_cores"`
+	IdleWsloadCores float64   `json:"idle_wsload_cores"`
+	idleFrom        time.Time // the idle window, for wsload's series
+	idleTo          time.Time
 	WsloadBound     bool             `json:"wsload_bound"`
 	WsloadSummary   string           `json:"wsload_summary"`
 	Errors          map[string]int64 `json:"errors,omitempty"`
@@ -276,9 +284,16 @@ func Bcast1M(ctx context.Context, e *Env, c Bcast1MConfig) (*Bcast1MResult, erro
 		if k == 0 {
 			// wait for the ramp (the servers' own count), at most until
 			// the slot
-			for time.Now().Before(at) && ctx.Err() == nil {
+			for time.Now().Before(at.Add(-10*time.Second)) && ctx.Err() == nil {
 				time.Sleep(time.Second)
 			}
+			// the servers' idle cost: CPU over the last 10 s before it
+			t0 := time.Now()
+			c0, _ := procstat.SumCPU(pids)
+			time.Sleep(time.Until(at))
+			c1, _ := procstat.SumCPU(pids)
+			r.IdleServerCores = (c1 - c0) / time.Since(t0).Seconds()
+			r.idleFrom, r.idleTo = t0, at
 			n, _ := sumStatsOrHealth(ctx, c.Target, admins)
 			e.logf("bcast1m %s: %d clients connected before broadcast 1", c.Target, n)
 		}
@@ -306,6 +321,18 @@ func Bcast1M(ctx context.Context, e *Env, c Bcast1MConfig) (*Bcast1MResult, erro
 	start := res.Started
 	if start.IsZero() {
 		start = launch
+	}
+	if n := 0; !r.idleFrom.IsZero() {
+		from, to := int(r.idleFrom.Sub(start)/time.Second)+1, int(r.idleTo.Sub(start)/time.Second)
+		for _, s := range res.Series {
+			if s.T >= from && s.T <= to {
+				r.IdleWsloadCores += s.CPU
+				n++
+			}
+		}
+		if n > 0 {
+			r.IdleWsloadCores /= float64(n)
+		}
 	}
 	for k := range r.Broadcasts {
 		b := &r.Broadcasts[k]
