@@ -43,7 +43,7 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.md, "md", "docs/benchmarks.md", "regenerate this report after the run (\"\" = don't)")
 	fs.StringVar(&c.imgDir, "img", "docs/img", "directory for the bench-*.png charts")
 	fs.StringVar(&c.targets, "targets", strings.Join(target.Names, ","), "targets, comma list")
-	fs.StringVar(&c.scenarios, "scenarios", "", "scenarios, comma list of ticks,idle,broadcast,connect (default by mode)")
+	fs.StringVar(&c.scenarios, "scenarios", "", "scenarios, comma list of fixed,ticks,idle,broadcast,connect (default by mode: quick ticks, full all)")
 	fs.IntVar(&c.conns, "conns", 0, "connections N (default 5000 quick, 19000 full)")
 	fs.IntVar(&c.rate, "rate", 4000, "connection ramp per second")
 	fs.IntVar(&c.rounds, "rounds", 0, "rounds of idle/broadcast/connect (default 1 quick, 2 full)")
@@ -67,7 +67,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	mode, defConns, defRounds, defSteps, defScen := "quick", 5000, 1, 4, "ticks"
 	if c.full {
-		mode, defConns, defRounds, defSteps, defScen = "full", 19000, 2, 5, "ticks,idle,broadcast,connect"
+		mode, defConns, defRounds, defSteps, defScen = "full", 19000, 2, 5, "fixed,ticks,idle,broadcast,connect"
 	}
 	c.conns = pick(c.conns, defConns)
 	c.rounds = pick(c.rounds, defRounds)
@@ -101,6 +101,8 @@ func cmdRun(ctx context.Context, args []string) error {
 			Pinning: scenario.Pinning{Server: e.ServerCPUs, Load: e.LoadCPUs}, Conns: e.Conns, Rate: e.Rate, Rounds: e.Rounds, Targets: e.Targets}
 		var err error
 		switch sc {
+		case "fixed":
+			f.Fixed, err = scenario.Fixed(ctx, e)
 		case "ticks":
 			f.Ticks, err = scenario.Ticks(ctx, e)
 		case "idle":
@@ -108,7 +110,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		case "broadcast":
 			f.Broadcast, err = scenario.Broadcast(ctx, e, 5)
 		case "connect":
-			f.Connect, err = scenario.Connect(ctx, e, 10000)
+			f.Connect, err = scenario.Connect(ctx, e, scenario.ConnectOffered)
 		default:
 			return fmt.Errorf("wsbench: unknown scenario %q", sc)
 		}

@@ -51,6 +51,7 @@ func Merge(parts []*Result) (*Result, error) {
 		ex += p.Expected
 		lost += p.Lost
 		retries += p.Retries
+		out.ConnectLastS = max(out.ConnectLastS, p.ConnectLastS)
 		ticks += p.Ticks
 		presTicks += p.PresenceTicks
 		if len(p.TopicStats) > 0 && out.TopicStats == nil {

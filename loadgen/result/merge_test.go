@@ -143,3 +143,16 @@ func TestMergeCause(t *testing.T) {
 		}
 	}
 }
+
+func TestMergeConnectLast(t *testing.T) {
+	a := &Result{Schema: Schema, Scenario: "connect", ConnectLastS: 0.8}
+	b := &Result{Schema: Schema, Scenario: "connect", ConnectLastS: 1.25}
+	c := &Result{Schema: Schema, Scenario: "connect"}
+	m, err := Merge([]*Result{a, b, c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ConnectLastS != 1.25 {
+		t.Fatalf("connect_last_s %v, want the latest worker's 1.25", m.ConnectLastS)
+	}
+}

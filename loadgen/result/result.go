@@ -46,6 +46,11 @@ type Result struct {
 	ConnsEstablished int64 `json:"conns_established"` // successful upgrades, reconnects included
 	ConnsPeak        int64 `json:"conns_peak"`        // most connections open at once
 	ConnsFinal       int64 `json:"conns_final"`       // open when the run ended
+	// ConnectLastS is the time from the start to the latest successful
+	// upgrade, in s (µs resolution; reconnects included): in connect, when
+	// the ramp was complete, so conns_established / connect_last_s is the
+	// handshake rate. Merged: the latest worker's. Absent in older files.
+	ConnectLastS float64 `json:"connect_last_s,omitempty"`
 
 	Messages       int64 `json:"messages"` // data messages received (ticks, msgs, pongs; publish and churn: msgs only)
 	Welcomes       int64 `json:"welcomes"`

@@ -49,6 +49,21 @@ func Charts(dir string, files []*scenario.File) ([]string, error) {
 		out = append(out, path)
 		return nil
 	}
+	if f := latest["fixed"]; f != nil && len(f.Fixed) > 0 {
+		top := 0.0
+		for _, r := range f.Fixed {
+			top = max(top, r.OfferedRate)
+		}
+		m := map[string]float64{}
+		for _, r := range f.Fixed {
+			if r.OfferedRate == top {
+				m[r.Target] = r.CPUPerPush // 0 when no round was clean (load-bound)
+			}
+		}
+		if err := bar("bench-fixed.png", fmt.Sprintf("Server CPU per push at %.0f pushes/s offered (%d connections; 0 = no clean round)", top, f.Fixed[0].Conns), "µs per push", f, func(t string) float64 { return m[t] }); err != nil {
+			return out, err
+		}
+	}
 	if f := latest["ticks"]; f != nil {
 		m := map[string]float64{}
 		for _, t := range f.Ticks {
@@ -82,12 +97,18 @@ func Charts(dir string, files []*scenario.File) ([]string, error) {
 	}
 	if f := latest["connect"]; f != nil {
 		m := map[string][]float64{}
+		title := fmt.Sprintf("Handshakes in the busiest second (%d connections, 10k/s offered)", f.Conns)
 		for _, r := range f.Connect {
-			if r.Err == "" {
+			switch {
+			case r.Err != "":
+			case r.SpanS > 0:
+				m[r.Target] = append(m[r.Target], r.PerSec)
+				title = fmt.Sprintf("Handshakes/s to %d connections (%d/s offered)", f.Conns, r.Offered)
+			default:
 				m[r.Target] = append(m[r.Target], float64(r.PeakPerSec))
 			}
 		}
-		if err := bar("bench-connect.png", fmt.Sprintf("Handshakes in the busiest second (%d connections, 10k/s offered)", f.Conns), "handshakes/s", f, func(t string) float64 { return median(m[t]) }); err != nil {
+		if err := bar("bench-connect.png", title, "handshakes/s", f, func(t string) float64 { return median(m[t]) }); err != nil {
 			return out, err
 		}
 	}

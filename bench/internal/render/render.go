@@ -58,7 +58,7 @@ func Markdown(w io.Writer, files []*scenario.File, imgDir string) error {
 	b.WriteString("Regenerate: `make bench` (quick) or `make bench-full`, `make bench-1m`, `make bench-cluster`.\n\n")
 	writeMethod(&b)
 	var any *scenario.File
-	for _, k := range []string{"ticks", "idle", "broadcast", "connect", "onemillion", "cluster", "cluster-ticks", "bcast1m-floor", "bcast1m-wspush", "bcast1m-wspush-nats"} {
+	for _, k := range []string{"fixed", "ticks", "idle", "broadcast", "connect", "onemillion", "cluster", "cluster-ticks", "bcast1m-floor", "bcast1m-wspush", "bcast1m-wspush-nats"} {
 		if f := latest[k]; f != nil && any == nil {
 			any = f
 		}
@@ -69,6 +69,9 @@ func Markdown(w io.Writer, files []*scenario.File, imgDir string) error {
 		return err
 	}
 	writeEnv(&b, any)
+	if f := latest["fixed"]; f != nil {
+		writeFixed(&b, f, imgDir)
+	}
 	if f := latest["ticks"]; f != nil {
 		writeTicks(&b, f, imgDir)
 	}
@@ -167,8 +170,8 @@ func writeEnv(b *strings.Builder, f *scenario.File) {
 
 func header(b *strings.Builder, title string, f *scenario.File) {
 	fmt.Fprintf(b, "## %s\n\n", title)
-	fmt.Fprintf(b, "N = %d connections, ramp %d/s, %d round(s), mode %s, run %s (%s).\n\n",
-		f.Conns, f.Rate, f.Rounds, f.Mode, f.Started.UTC().Format("2006-01-02 15:04 UTC"), f.Finished.Sub(f.Started).Round(1e9))
+	fmt.Fprintf(b, "N = %d connections, ramp %d/s, %d round(s), mode %s, run %s (%s) at commit %s.\n\n",
+		f.Conns, f.Rate, f.Rounds, f.Mode, f.Started.UTC().Format("2006-01-02 15:04 UTC"), f.Finished.Sub(f.Started).Round(1e9), f.Env.Commit)
 	for _, n := range f.Notes {
 		fmt.Fprintf(b, "> %s\n\n", n)
 	}

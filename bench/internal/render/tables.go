@@ -12,9 +12,9 @@ import (
 func writeTicks(b *strings.Builder, f *scenario.File, img string) {
 	header(b, "Ticks: highest sustained push rate", f)
 	b.WriteString("| target | best interval | pushes/s delivered | lag p99 | server CPU/push | wspush ÷ target | trials (interval→pass) | other load on the box (cores, median) | notes |\n|---|---:|---:|---:|---:|---:|---|---:|---|\n")
-	rate := map[string]float64{}
+	rate, bound := map[string]float64{}, map[string]bool{}
 	for _, t := range f.Ticks {
-		rate[t.Target] = t.BestRate
+		rate[t.Target], bound[t.Target] = t.BestRate, t.WsloadBound
 	}
 	for _, t := range f.Ticks {
 		var tr []string
@@ -37,10 +37,10 @@ func writeTicks(b *strings.Builder, f *scenario.File, img string) {
 			notes = append(notes, "censored (≥ this)")
 		}
 		if t.WsloadBound {
-			notes = append(notes, "wsload-bound")
+			notes = append(notes, LoadBoundNote)
 		}
 		r := "–"
-		if t.Target != "wspush" {
+		if t.Target != "wspush" && !bound[t.Target] && !bound["wspush"] {
 			r = ratio(rate["wspush"], t.BestRate)
 		}
 		fmt.Fprintf(b, "| %s | %.0f ms | %.0f | %.1f ms | %.2f µs | %s | %s | %.2f | %s |\n", t.Target, t.BestInterval, t.BestRate, t.LagP99MS, t.CPUPerPush, r, strings.Join(tr, " "), median(other), strings.Join(notes, ", "))
@@ -51,6 +51,10 @@ func writeTicks(b *strings.Builder, f *scenario.File, img string) {
 		want float64
 	}{{"floor", 0.75}, {"gorilla", 1.5}, {"gws", 1.3}, {"node-ws", 4}} {
 		if rate[g.peer] == 0 || rate["wspush"] == 0 {
+			continue
+		}
+		if bound[g.peer] || bound["wspush"] {
+			fmt.Fprintf(b, "| wspush ÷ %s | ≥ %.2f | – (%s) | – |\n", g.peer, g.want, LoadBoundNote)
 			continue
 		}
 		got := rate["wspush"] / rate[g.peer]
@@ -140,10 +144,28 @@ func writeBroadcast(b *strings.Builder, f *scenario.File, img string) {
 
 func writeConnect(b *strings.Builder, f *scenario.File, img string) {
 	header(b, "Connect: handshakes per second", f)
-	b.WriteString("wsload offers connections open loop at 10,000/s; *busiest second* is the most upgrades completed in one second (capped near the offered rate: a target at ~10,000 kept up with the offer); *time to all N* has 1 s resolution and includes stragglers.\n\n")
-	b.WriteString("| target | established | handshakes/s (busiest second) | time to all N | connect p50 | connect p99 | busiest second: wspush ÷ target | notes |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
+	offered := 10000
+	var span bool
+	for _, r := range f.Connect {
+		if r.Offered > 0 {
+			offered = r.Offered
+		}
+		span = span || r.SpanS > 0
+	}
+	if !span { // files before wsload measured the span
+		fmt.Fprintf(b, "wsload offers connections open loop at %d/s; *busiest second* is the most upgrades completed in one second (capped near the offered rate); *time to all N* has 1 s resolution and includes stragglers.\n\n", offered)
+		b.WriteString("| target | established | handshakes/s (busiest second) | time to all N | connect p50 | connect p99 | busiest second: wspush ÷ target | notes |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
+	} else {
+		fmt.Fprintf(b, "wsload offers %d connections/s open loop from %d worker processes on CPU %s and source addresses %s; "+
+			"handshakes/s = connections established ÷ the time from the start of the ramp to the last upgrade (wsload's `connect_last_s`). "+
+			"Server CPU is sampled every 50 ms over that span; wsload's is its per-second series over the seconds of the span ÷ the span (an upper bound). "+
+			"A run where wsload used ≥ %.0f %% of its cores is *load-bound*: its rate is wsload's, and no ratio is computed from it. "+
+			"Medians over rounds.\n\n", offered, scenario.ConnectProcs, f.Pinning.Load, scenario.ConnectSources, scenario.LoadCPULimit*100)
+		b.WriteString("| target | established | handshakes/s | time to all N | server cores | wsload cores (of its) | connect p50 | connect p99 | wspush ÷ target | rounds (/s) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+	}
 	rate, p50, p99, peak, est := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string]int64{}
-	bound := map[string]bool{}
+	srv, wl, avail, spans := map[string][]float64{}, map[string][]float64{}, map[string]float64{}, map[string][]float64{}
+	bound, rounds, why := map[string]bool{}, map[string][]string{}, map[string][]string{}
 	for _, r := range f.Connect {
 		if r.Err != "" {
 			continue
@@ -152,23 +174,46 @@ func writeConnect(b *strings.Builder, f *scenario.File, img string) {
 		p50[r.Target] = append(p50[r.Target], r.ConnectP50MS)
 		p99[r.Target] = append(p99[r.Target], r.ConnectP99MS)
 		peak[r.Target] = append(peak[r.Target], float64(r.PeakPerSec))
+		srv[r.Target] = append(srv[r.Target], r.ServerCores)
+		wl[r.Target] = append(wl[r.Target], r.WsloadCores)
+		spans[r.Target] = append(spans[r.Target], r.SpanS)
+		avail[r.Target] = r.WsloadCoresAvail
 		est[r.Target] = r.Established
 		bound[r.Target] = bound[r.Target] || r.WsloadBound
+		mark := ""
+		if r.WsloadBound {
+			mark = " (load-bound)"
+			if r.LoadWhy != "" {
+				why[r.Target] = append(why[r.Target], r.LoadWhy)
+			}
+		}
+		rounds[r.Target] = append(rounds[r.Target], fmt.Sprintf("%.0f%s", r.PerSec, mark))
 	}
 	for _, t := range f.Targets {
 		r := "–"
-		if t != "wspush" {
-			r = ratio(median(peak["wspush"]), median(peak[t]))
-		}
 		note := ""
 		if bound[t] {
-			note = "wsload-bound"
+			note = LoadBoundNote
+			if len(why[t]) > 0 {
+				note += ": " + strings.Join(why[t], "; ")
+			}
 		}
-		ramp := 0.0
-		if v := median(rate[t]); v > 0 {
-			ramp = float64(f.Conns) / v
+		if !span {
+			if t != "wspush" && !bound[t] && !bound["wspush"] {
+				r = ratio(median(peak["wspush"]), median(peak[t]))
+			}
+			ramp := 0.0
+			if v := median(rate[t]); v > 0 {
+				ramp = float64(f.Conns) / v
+			}
+			fmt.Fprintf(b, "| %s | %d | %.0f | %.0f s | %.1f ms | %.1f ms | %s | %s |\n", t, est[t], median(peak[t]), ramp, median(p50[t]), median(p99[t]), r, note)
+			continue
 		}
-		fmt.Fprintf(b, "| %s | %d | %.0f | %.0f s | %.1f ms | %.1f ms | %s | %s |\n", t, est[t], median(peak[t]), ramp, median(p50[t]), median(p99[t]), r, note)
+		if t != "wspush" && !bound[t] && !bound["wspush"] {
+			r = ratio(median(rate["wspush"]), median(rate[t]))
+		}
+		fmt.Fprintf(b, "| %s | %d | %.0f | %.3f s | %.2f | %.2f (of %.2g) | %.1f ms | %.1f ms | %s | %s | %s |\n", t, est[t], median(rate[t]), median(spans[t]),
+			median(srv[t]), median(wl[t]), avail[t], median(p50[t]), median(p99[t]), r, strings.Join(rounds[t], ", "), note)
 	}
 	for _, r := range f.Connect {
 		if r.Err != "" {

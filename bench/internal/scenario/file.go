@@ -18,7 +18,7 @@ const Schema = "wsbench/v1"
 // wsload results inside the trials).
 type File struct {
 	Schema     string            `json:"schema"`
-	Scenario   string            `json:"scenario"` // idle|ticks|broadcast|connect|onemillion|cluster|cluster-ticks
+	Scenario   string            `json:"scenario"` // fixed|idle|ticks|broadcast|connect|onemillion|cluster|cluster-ticks
 	Mode       string            `json:"mode"`     // quick|full|onemillion|cluster
 	Started    time.Time         `json:"started"`
 	Finished   time.Time         `json:"finished"`
@@ -29,6 +29,7 @@ type File struct {
 	Rounds     int               `json:"rounds"`
 	Targets    []string          `json:"targets"`
 	Ticks      []TicksResult     `json:"ticks,omitempty"`
+	Fixed      []FixedResult     `json:"fixed,omitempty"`
 	Idle       []IdleResult      `json:"idle,omitempty"`
 	Connect    []ConnectResult   `json:"connect,omitempty"`
 	Broadcast  []BroadcastResult `json:"broadcast,omitempty"`

@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -117,71 +116,6 @@ func idleOne(ctx context.Context, e *Env, name string, n1, round int) (IdleResul
 		return r, a.err
 	}
 	return r, b.err
-}
-
-// ConnectResult is one connect measurement of one target.
-type ConnectResult struct {
-	Target       string          `json:"target"`
-	Round        int             `json:"round"`
-	Conns        int             `json:"conns"`
-	Established  int64           `json:"established"`
-	RampS        float64         `json:"ramp_s"` // seconds until all were open (1 s resolution)
-	PerSec       float64         `json:"handshakes_per_s"`
-	PeakPerSec   int64           `json:"peak_per_s"`
-	ConnectP50MS float64         `json:"connect_p50_ms"`
-	ConnectP99MS float64         `json:"connect_p99_ms"`
-	Errors       int64           `json:"errors"`
-	WsloadBound  bool            `json:"wsload_bound"`
-	Err          string          `json:"error,omitempty"`
-	Wsload       json.RawMessage `json:"wsload,omitempty"`
-}
-
-// Connect opens e.Conns connections at an offered rate of offered/s and
-// measures the handshake rate and latency.
-func Connect(ctx context.Context, e *Env, offered int) ([]ConnectResult, error) {
-	var out []ConnectResult
-	for round := 0; round < e.Rounds; round++ {
-		for _, name := range e.Targets {
-			r, err := connectOne(ctx, e, name, offered, round)
-			if err != nil {
-				if ctx.Err() != nil {
-					return out, err
-				}
-				r.Err = err.Error()
-			}
-			e.logf("conn  %-8s round %d: %d/%d in %.0fs, %.0f/s (peak %d/s), p99 %.1fms errors %d %s", name, round, r.Established, r.Conns, r.RampS, r.PerSec, r.PeakPerSec, r.ConnectP99MS, r.Errors, r.Err)
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-func connectOne(ctx context.Context, e *Env, name string, offered, round int) (ConnectResult, error) {
-	r := ConnectResult{Target: name, Round: round, Conns: e.Conns}
-	e.waitQuiet(ctx)
-	run, err := target.Start(ctx, e.spec(name, idleInterval))
-	if err != nil {
-		return r, err
-	}
-	defer stopTarget(run)
-	dur := time.Duration(float64(e.Conns)/float64(offered)*float64(time.Second)) + 8*time.Second
-	res, err := wsload.Run(ctx, e.Root, wsload.Args{Scenario: "connect", CPUs: e.LoadCPUs, OutDir: e.WorkDir, Name: fmt.Sprintf("connect-%s-%d", name, round), Duration: dur,
-		Flags: []string{"-conns", strconv.Itoa(e.Conns), "-rate", strconv.Itoa(offered), "-url", run.URL()}})
-	if err != nil {
-		return r, err
-	}
-	r.Wsload = loadRaw(res.Raw)
-	r.Established = res.ConnsEstablished
-	r.ConnectP50MS, r.ConnectP99MS = res.ConnectMS.P50, res.ConnectMS.P99
-	r.WsloadBound = res.Bottleneck.WsloadBound
-	for _, v := range res.Errors {
-		r.Errors += v
-	}
-	r.RampS, r.PeakPerSec = rampOf(res.Series, e.Conns)
-	if r.RampS > 0 {
-		r.PerSec = float64(r.Established) / r.RampS
-	}
-	return r, nil
 }
 
 // rampOf is the time until conns connections were open (the second in

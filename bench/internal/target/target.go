@@ -62,6 +62,15 @@ func (r *Running) PIDs() []int {
 	return p
 }
 
+// Ports are the client ports of all processes (BasePort, BasePort+1, …).
+func (r *Running) Ports() []int {
+	p := make([]int, r.Spec.Procs)
+	for i := range p {
+		p[i] = r.Spec.BasePort + i
+	}
+	return p
+}
+
 // URL is the wsload -url for all processes (a port range when several).
 func (r *Running) URL() string {
 	s := r.Spec

@@ -84,6 +84,7 @@ type Engine struct {
 	polls     []pollerState // per poller goroutine, index = Conn.Shard
 	published atomic.Uint64 // release/acquire edge between Dial and pollers
 	live      atomic.Int64  // registered, not yet closed
+	lastUp    atomic.Int64  // Unix ns of the latest successful Dial
 }
 
 // New starts the pollers.
@@ -132,6 +133,14 @@ func New(cfg Config) (*Engine, error) {
 
 // Pollers is the number of poller goroutines (and shards).
 func (e *Engine) Pollers() int { return e.cfg.Pollers }
+
+// LastUpgrade is when the latest successful Dial returned (0: none yet).
+func (e *Engine) LastUpgrade() time.Time {
+	if ns := e.lastUp.Load(); ns > 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
 
 // Live is the number of registered connections not yet closed.
 func (e *Engine) Live() int64 { return e.live.Load() }
@@ -252,6 +261,12 @@ func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
 		// the socket (see Conn.Close for why); after a close frame,
 		// answered already, the server closes it first.
 		c.Abort()
+	}
+	now := time.Now().UnixNano()
+	for last := e.lastUp.Load(); now > last; last = e.lastUp.Load() {
+		if e.lastUp.CompareAndSwap(last, now) {
+			break
+		}
 	}
 	return c, elapsed, nil
 }

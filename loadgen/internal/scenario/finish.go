@@ -78,6 +78,9 @@ func (r *Run) result(start time.Time, elapsed time.Duration, final int64) *resul
 		res.Lost = max(res.Sent-pongs, 0)
 	}
 	res.FinishTopics()
+	if last := r.eng.LastUpgrade(); !last.IsZero() && last.After(start) {
+		res.ConnectLastS = float64(last.Sub(start).Microseconds()) / 1e6
+	}
 	res.Self, res.Bottleneck = r.self(res)
 	return res
 }

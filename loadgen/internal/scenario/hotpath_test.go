@@ -61,3 +61,16 @@ func TestTicksReadBatch(t *testing.T) {
 		t.Errorf("errors %v disconnects %v, want none", res.Errors, res.Disconnects)
 	}
 }
+
+// TestConnectLast: connect_last_s is when the last upgrade of the ramp
+// completed: after the open-loop schedule's last slot (conns/rate), well
+// before the end of the run.
+func TestConnectLast(t *testing.T) {
+	t.Parallel()
+	const conns = 200 // at 1000/s: the last slot is due at 0.199 s (the ramp dials up to 1 ms early)
+	res, _ := run(t, "connect", []fakews.Step{{Welcome: true}}, conns, nil)
+	eq(t, "established", res.ConnsEstablished, int64(conns))
+	if res.ConnectLastS < 0.198 || res.ConnectLastS > 1.4 {
+		t.Fatalf("connect_last_s = %.6f, want in [0.198, 1.4)", res.ConnectLastS)
+	}
+}

@@ -1,0 +1,178 @@
+package scenario
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"wspush/bench/internal/procstat"
+	"wspush/bench/internal/target"
+	"wspush/bench/internal/wsload"
+)
+
+// The connect measurement's load: wsload offers ConnectOffered
+// connections/s open loop, from ConnectProcs worker processes (all on
+// Env.LoadCPUs) and the source addresses ConnectSources, so that the
+// offer is above what the server on its one core accepts.
+var (
+	ConnectOffered = 40000
+	ConnectProcs   = 2
+	ConnectSources = "127.0.0.2-127.0.0.5"
+)
+
+// ConnectResult is one connect measurement of one target.
+type ConnectResult struct {
+	Target      string  `json:"target"`
+	Round       int     `json:"round"`
+	Conns       int     `json:"conns"`
+	Offered     int     `json:"offered_per_s,omitempty"`
+	Established int64   `json:"established"`
+	RampS       float64 `json:"ramp_s"` // seconds until all were open (1 s resolution)
+	// SpanS is wsload's connect_last_s: from the start of the ramp to the
+	// last upgrade (µs resolution); PerSec = Established / SpanS when set.
+	SpanS        float64 `json:"span_s,omitempty"`
+	PerSec       float64 `json:"handshakes_per_s"`
+	PeakPerSec   int64   `json:"peak_per_s"`
+	ConnectP50MS float64 `json:"connect_p50_ms"`
+	ConnectP99MS float64 `json:"connect_p99_ms"`
+	Errors       int64   `json:"errors"`
+	// ServerCores is the server's CPU over the span (sampled every 50 ms);
+	// WsloadCores wsload's (its per-second series over the seconds of the
+	// span, ÷ the span: an upper bound), of WsloadCoresAvail.
+	ServerCores      float64 `json:"server_cpu_cores,omitempty"`
+	WsloadCores      float64 `json:"wsload_cpu_cores,omitempty"`
+	WsloadCoresAvail float64 `json:"wsload_cores_available,omitempty"`
+	// WsloadBound: wsload's CPU over the span was ≥ LoadCPULimit of its
+	// cores (or, in files before the span was measured, wsload's own
+	// whole-run verdict): the rate is then wsload's, not the server's.
+	WsloadBound bool            `json:"wsload_bound"`
+	LoadWhy     string          `json:"load_bound_why,omitempty"`
+	Err         string          `json:"error,omitempty"`
+	Wsload      json.RawMessage `json:"wsload,omitempty"`
+}
+
+// Connect opens e.Conns connections at an offered rate of offered/s and
+// measures the handshake rate and latency, and who used the CPU.
+func Connect(ctx context.Context, e *Env, offered int) ([]ConnectResult, error) {
+	var out []ConnectResult
+	for round := 0; round < e.Rounds; round++ {
+		for _, name := range e.Targets {
+			r, err := connectOne(ctx, e, name, offered, round)
+			if err != nil {
+				if ctx.Err() != nil {
+					return out, err
+				}
+				r.Err = err.Error()
+			}
+			e.logf("conn  %-8s round %d: %d/%d in %.3fs, %.0f/s (peak %d/s), p99 %.1fms errors %d; server %.2f cores, wsload %.2f of %.2f cores, load-bound %v %s %s",
+				name, round, r.Established, r.Conns, r.SpanS, r.PerSec, r.PeakPerSec, r.ConnectP99MS, r.Errors, r.ServerCores, r.WsloadCores, r.WsloadCoresAvail, r.WsloadBound, r.LoadWhy, r.Err)
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// cpuPoint is a process's CPU seconds at a moment.
+type cpuPoint struct {
+	at  time.Time
+	cpu float64
+}
+
+// cpuAt interpolates the CPU seconds at t from points sorted by time.
+func cpuAt(pts []cpuPoint, t time.Time) float64 {
+	if len(pts) == 0 {
+		return 0
+	}
+	if !t.After(pts[0].at) {
+		return pts[0].cpu
+	}
+	for i := 1; i < len(pts); i++ {
+		if !t.After(pts[i].at) {
+			a, b := pts[i-1], pts[i]
+			f := t.Sub(a.at).Seconds() / b.at.Sub(a.at).Seconds()
+			return a.cpu + f*(b.cpu-a.cpu)
+		}
+	}
+	return pts[len(pts)-1].cpu
+}
+
+func connectOne(ctx context.Context, e *Env, name string, offered, round int) (ConnectResult, error) {
+	r := ConnectResult{Target: name, Round: round, Conns: e.Conns, Offered: offered}
+	e.waitQuiet(ctx)
+	run, err := target.Start(ctx, e.spec(name, idleInterval))
+	if err != nil {
+		return r, err
+	}
+	defer stopTarget(run)
+	// the server's CPU every 50 ms while wsload runs
+	var (
+		mu  sync.Mutex
+		pts []cpuPoint
+	)
+	sctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if c, err := procstat.SumCPU(run.PIDs()); err == nil {
+				mu.Lock()
+				pts = append(pts, cpuPoint{time.Now(), c})
+				mu.Unlock()
+			}
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	dur := time.Duration(float64(e.Conns)/float64(offered)*float64(time.Second)) + 8*time.Second
+	res, err := wsload.Run(ctx, e.Root, wsload.Args{Scenario: "connect", CPUs: e.LoadCPUs, OutDir: e.WorkDir, Name: fmt.Sprintf("connect-%s-%d", name, round), Duration: dur,
+		Flags: []string{"-conns", strconv.Itoa(e.Conns), "-rate", strconv.Itoa(offered), "-url", run.URL(),
+			"-procs", strconv.Itoa(ConnectProcs), "-sources", ConnectSources}})
+	stop()
+	wg.Wait()
+	if err != nil {
+		return r, err
+	}
+	r.Wsload = loadRaw(res.Raw)
+	r.Established = res.ConnsEstablished
+	r.ConnectP50MS, r.ConnectP99MS = res.ConnectMS.P50, res.ConnectMS.P99
+	for _, v := range res.Errors {
+		r.Errors += v
+	}
+	r.RampS, r.PeakPerSec = rampOf(res.Series, e.Conns)
+	if r.RampS > 0 {
+		r.PerSec = float64(r.Established) / r.RampS
+	}
+	r.WsloadBound = res.Bottleneck.WsloadBound
+	r.SpanS = res.ConnectLastS
+	if r.SpanS <= 0 {
+		return r, nil // an older wsload: 1 s resolution and its own verdict
+	}
+	r.PerSec = float64(r.Established) / r.SpanS
+	t0 := res.Started
+	r.ServerCores = (cpuAt(pts, t0.Add(time.Duration(r.SpanS*float64(time.Second)))) - cpuAt(pts, t0)) / r.SpanS
+	var wcpu float64
+	for _, s := range res.Series {
+		if float64(s.T) < r.SpanS+1 {
+			wcpu += s.CPU
+		}
+	}
+	r.WsloadCores = wcpu / r.SpanS
+	r.WsloadCoresAvail = res.Self.CoresAvailable // summed over its workers
+	if r.WsloadCoresAvail <= 0 {
+		r.WsloadCoresAvail = 1
+	}
+	r.WsloadBound = r.WsloadCores >= LoadCPULimit*r.WsloadCoresAvail
+	if r.WsloadBound {
+		r.LoadWhy = fmt.Sprintf("wsload used %.2f of its %.2g cores over the ramp (≥ %.0f%%)", r.WsloadCores, r.WsloadCoresAvail, LoadCPULimit*100)
+	}
+	return r, nil
+}
