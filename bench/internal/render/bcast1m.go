@@ -12,27 +12,47 @@ import (
 // to 1M clients over 60 processes of the floor peer, of wspush (both
 // broadcast through every process's admin API) and of wspush nodes joined
 // by NATS (broadcast through node 0), side by side.
-func writeBcast1M(b *strings.Builder, latest map[string]*scenario.File) {
+func writeBcast1M(b *strings.Builder, files []*scenario.File) {
+	// every run, by target then time: a fix shows as a later run
+	order := map[string]int{}
+	for i, t := range scenario.Bcast1MTargets {
+		order[t] = i
+	}
 	var fs []*scenario.File
-	for _, t := range scenario.Bcast1MTargets {
-		if f := latest["bcast1m-"+t]; f != nil && f.Bcast1M != nil {
-			fs = append(fs, f)
+	latest := map[string]*scenario.File{}
+	for _, f := range files {
+		if f.Bcast1M == nil || f.Bcast1M.Config.Conns < 1_000_000 {
+			continue
+		}
+		fs = append(fs, f)
+		if l := latest[f.Bcast1M.Config.Target]; l == nil || f.Started.After(l.Started) {
+			latest[f.Bcast1M.Config.Target] = f
 		}
 	}
 	if len(fs) == 0 {
 		return
 	}
+	sort.SliceStable(fs, func(i, j int) bool {
+		ti, tj := order[fs[i].Bcast1M.Config.Target], order[fs[j].Bcast1M.Config.Target]
+		return ti < tj || ti == tj && fs[i].Started.Before(fs[j].Started)
+	})
 	b.WriteString("## One broadcast to 1M clients: wspush beside the floor\n\n")
 	c := fs[0].Bcast1M.Config
+	var runs []string
+	for _, f := range fs {
+		rc := f.Bcast1M.Config
+		runs = append(runs, fmt.Sprintf("%s %s: %d every %s", rc.Target, f.Started.UTC().Format("15:04"), rc.Broadcasts, rc.Every))
+	}
 	fmt.Fprintf(b, "`wsbench bcast1m -target T` (`make bench-bcast1m`): %d clients over %d processes of the target (ports %d…, admin %d…; wspush `-max-conns %d`, no ticks, pings or idle timeout; "+
 		"the floor peer with a 24 h tick interval), wsload `publish -broadcast -procs auto -sources %s` (no subscriptions: the clients get the server's broadcasts), ramp %d/s; "+
-		"then %d broadcasts, one every %s. **floor** and **wspush**: each broadcast is POSTed to every process's `/v1/broadcast` at once and each process writes it to its own clients "+
-		"(encoded once per process); **wspush-nats**: the nodes are joined by a nats-server and the broadcast is POSTed to node 0 only. Everything, the clients included, on the same 2 cores.\n\n",
-		c.Conns, c.Procs, c.Port, c.AdminPort, c.MaxConns, c.Sources, c.Rate, c.Broadcasts, c.Every)
+		"then broadcasts one at a time (%s). **floor** and **wspush**: each broadcast is POSTed to every process's `/v1/broadcast` at once and each process writes it to its own clients "+
+		"(encoded once per process); **wspush-nats**: the nodes are joined by a nats-server and the broadcast is POSTed to node 0 only. Everything, the clients included, on the same 2 cores. "+
+		"Every run in bench/results is listed; the ratio takes each target's latest run.\n\n",
+		c.Conns, c.Procs, c.Port, c.AdminPort, c.MaxConns, c.Sources, c.Rate, strings.Join(runs, "; "))
 	b.WriteString("Arrival times are wsload's: its read − the message's `ts` (when the process accepted the broadcast). " +
 		"Fan-out per process: floor — the POST's round trip (it answers once its clients are written to); wspush — until its `messages_delivered` grew by its client count (polled every 100 ms). " +
 		"CPU seconds over a window from the broadcast on (`window_s` in the file, 38–40 s, so idle costs after the last delivery are in it; the machine's includes other processes), vmstat averaged until the last process was done.\n\n")
-	b.WriteString("| target | run | broadcast | clients | first delivery | p50 | p99 | last delivery | fan-out per process: fastest / median / slowest | CPU: servers / wsload / machine | per delivery, idle cost taken out: servers / wsload | vmstat r avg (max) | cs/s | us / sy / id % |\n")
+	b.WriteString("| target | run (commit) | broadcast | clients | first delivery | p50 | p99 | last delivery | fan-out per process: fastest / median / slowest | CPU: servers / wsload / machine | per delivery, idle cost taken out: servers / wsload | vmstat r avg (max) | cs/s | us / sy / id % |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---|\n")
 	last := map[string]float64{}
 	for _, f := range fs {
@@ -40,9 +60,9 @@ func writeBcast1M(b *strings.Builder, latest map[string]*scenario.File) {
 		for _, x := range r.Broadcasts {
 			lo, med, hi := spread(x.DoneMS)
 			fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %s | %s | **%s** | %s / %s / %s | %.1f / %.1f / %.1f s | %s / %s | %.1f (%d) | %.0f | %.0f / %.0f / %.0f |\n",
-				r.Config.Target, f.Started.UTC().Format("01-02 15:04"), x.N, x.Conns, dur(x.FirstMS), dur(x.P50MS), dur(x.P99MS), dur(x.LastMS),
+				r.Config.Target, f.Started.UTC().Format("01-02 15:04")+" "+short(f.Env.Commit), x.N, x.Conns, dur(x.FirstMS), dur(x.P50MS), dur(x.P99MS), dur(x.LastMS),
 				dur(lo), dur(med), dur(hi), x.ServerCPUS, x.WsloadCPUS, x.MachineCPUS, perDelivery(x.ServerCPUS-r.IdleServerCores*x.WindowS, x.Conns), perDelivery(x.WsloadCPUS-r.IdleWsloadCores*x.WindowS, x.Conns), x.RunQueueAvg, x.RunQueueMax, x.CtxSwitchAvg, x.UserPct, x.SysPct, x.IdlePct)
-			if x.LastMS > 0 && (last[r.Config.Target] == 0 || x.LastMS < last[r.Config.Target]) {
+			if latest[r.Config.Target] == f && x.LastMS > 0 && (last[r.Config.Target] == 0 || x.LastMS < last[r.Config.Target]) {
 				last[r.Config.Target] = x.LastMS
 			}
 		}
@@ -54,8 +74,8 @@ func writeBcast1M(b *strings.Builder, latest map[string]*scenario.File) {
 		if r.IdleServerCores > 0 || r.IdleWsloadCores > 0 {
 			idle = fmt.Sprintf("servers %.2f cores, wsload %.2f cores", r.IdleServerCores, r.IdleWsloadCores)
 		}
-		fmt.Fprintf(b, "- %s: %d of %d deliveries, gaps %d, duplicates %d, wsload-bound %v; idle (10 s before broadcast 1): %s",
-			r.Config.Target, r.Deliveries, r.Expected, r.Gaps, r.Duplicates, r.WsloadBound, idle)
+		fmt.Fprintf(b, "- %s %s: %d of %d deliveries, gaps %d, duplicates %d, wsload-bound %v; idle (10 s before broadcast 1): %s",
+			r.Config.Target, f.Started.UTC().Format("15:04"), r.Deliveries, r.Expected, r.Gaps, r.Duplicates, r.WsloadBound, idle)
 		if len(r.Disconnects) > 0 || len(r.Errors) > 0 {
 			fmt.Fprintf(b, ", disconnects %s, errors %s", classes(r.Disconnects), classes(r.Errors))
 		}
@@ -73,14 +93,14 @@ func writeBcast1M(b *strings.Builder, latest map[string]*scenario.File) {
 			mach += x.MachineCPUS
 		}
 		if mach > 0 {
-			fmt.Fprintf(b, "- %s, CPU over the broadcast windows: servers %.0f %%, wsload %.0f %%, the rest %.0f %% (kernel work outside both — softirq — and other processes on the box)\n",
-				r.Config.Target, 100*srv/mach, 100*wl/mach, 100*(mach-srv-wl)/mach)
+			fmt.Fprintf(b, "- %s %s, CPU over the broadcast windows: servers %.0f %%, wsload %.0f %%, the rest %.0f %% (kernel work outside both — softirq — and other processes on the box)\n",
+				r.Config.Target, f.Started.UTC().Format("15:04"), 100*srv/mach, 100*wl/mach, 100*(mach-srv-wl)/mach)
 		}
 	}
 	if fl := last["floor"]; fl > 0 {
 		for _, t := range []string{"wspush", "wspush-nats"} {
 			if w := last[t]; w > 0 {
-				fmt.Fprintf(b, "- time to reach the last client, best broadcast of each run: %s %s / floor %s = **%.2f×** (goal ≤ 1.3×)\n", t, dur(w), dur(fl), w/fl)
+				fmt.Fprintf(b, "- time to reach the last client, best broadcast of each target's latest run: %s %s / floor %s = **%.2f×** (goal ≤ 1.3×)\n", t, dur(w), dur(fl), w/fl)
 			}
 		}
 	}
@@ -112,4 +132,12 @@ func spread(xs []float64) (lo, med, hi float64) {
 	}
 	sort.Float64s(v)
 	return v[0], v[len(v)/2], v[len(v)-1]
+}
+
+// short is a commit's first 7 characters.
+func short(c string) string {
+	if len(c) > 7 {
+		return c[:7]
+	}
+	return c
 }

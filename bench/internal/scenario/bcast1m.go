@@ -237,7 +237,18 @@ func Bcast1M(ctx context.Context, e *Env, c Bcast1MConfig) (*Bcast1MResult, erro
 		spec := target.Spec{Name: c.Target, Root: e.Root, Procs: c.Procs, BasePort: cc.Port, AdminBase: cc.AdminPort,
 			Interval: 24 * time.Hour, LogDir: filepath.Join(e.WorkDir, "logs")}
 		if c.Bin != "" {
-			spec.Root = filepath.Dir(bin) // target.Binary: <root>/bin/…
+			// target.Binary is <root>/bin/<name>: a root whose bin is c.Bin
+			spec.Root = filepath.Join(e.WorkDir, "binroot")
+			if err := os.MkdirAll(spec.Root, 0o755); err != nil {
+				return r, fmt.Errorf("wsbench: bcast1m: %w", err)
+			}
+			abs, err := filepath.Abs(bin)
+			if err != nil {
+				return r, fmt.Errorf("wsbench: bcast1m: %w", err)
+			}
+			if err := os.Symlink(abs, filepath.Join(spec.Root, "bin")); err != nil {
+				return r, fmt.Errorf("wsbench: bcast1m: %w", err)
+			}
 		}
 		if c.Target == "wspush" {
 			spec.MaxConns, spec.Extra = c.MaxConns, []string{"-push-interval", "0"} // no ticks
