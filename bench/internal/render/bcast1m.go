@@ -69,6 +69,11 @@ func writeBcast1M(b *strings.Builder, files []*scenario.File) {
 	}
 	b.WriteString("\n")
 	for _, f := range fs {
+		for _, n := range f.Notes {
+			fmt.Fprintf(b, "- note on %s %s: %s\n", f.Bcast1M.Config.Target, f.Started.UTC().Format("15:04"), n)
+		}
+	}
+	for _, f := range fs {
 		r := f.Bcast1M
 		idle := "not measured (a run from before the idle sample)"
 		if r.IdleServerCores > 0 || r.IdleWsloadCores > 0 {
