@@ -91,7 +91,7 @@ func Markdown(w io.Writer, files []*scenario.File, imgDir string) error {
 		writeCluster(&b, f)
 	}
 	writeClusterTicks(&b, files)
-	writeBcast1M(&b, files)
+	writeBcast1M(&b, latest)
 	_, err := io.WriteString(w, b.String())
 	if err != nil {
 		return fmt.Errorf("wsbench: %w", err)
@@ -112,13 +112,23 @@ func writeMethod(b *strings.Builder) {
   ` + "`taskset -c 1`" + ` (recorded per file as ` + "`pinning`" + `). The server gets one core; the load generator the other.
 * **Order**: measurements alternate over targets (A B C D E, then again), so drift of the machine spreads
   over all alike. The ticks search runs step *k* for every target before step *k+1*.
+* **fixed** (the headline): 10,000 connections at push intervals 500 ms and 250 ms, i.e. 20,000 and 40,000
+  pushes/s offered to every target, ` + "`-rounds`" + ` times alternated. Server CPU per push = the server's
+  utime+stime over the steady window ÷ pushes received in it; the same offered work for all, far below what
+  wsload reads on its core, so the ratio is the servers' and not the load generator's.
+* **load-bound**: every ticks/fixed trial checks wsload over the same steady window: it is *load-bound* when
+  wsload's CPU (its per-second series) was ≥ 90 % of its core in ≥ 2 s or on average, or its receive backlog
+  (unread bytes in its sockets, ` + "`rx_queue`" + ` in ` + "`/proc/net/tcp`" + `, read at the window's start and end) grew by more
+  than 100 ms of the delivered traffic (at least 64 KiB). A load-bound trial's figures are wsload's limit:
+  they are shown as "load-bound, not the server's figure" and no ratio is computed from them. wsload runs
+  with ` + "`-read-batch 1ms`" + ` (docs/loadgen.md), which adds at most 1 ms to the lag it measures.
 * **ticks**: at N connections, a geometric bisection of the push interval between 2 s and 50 ms; a trial
   passes when, over the steady window after the ramp, lag p99 (receive − ` + "`due`" + `, merged per-second
   HdrHistograms of wsload) ≤ 100 ms, zero gaps, zero errors/disconnects and all N connections held. The
   result is the delivered push rate of the shortest passing interval; server CPU per push is the server
   process's utime+stime over the window divided by pushes delivered. *censored* = nothing failed (the limit
-  lies beyond 50 ms); *wsload-bound* = wsload said it was the bottleneck (then the server's figure is a
-  lower bound).
+  lies beyond 50 ms); a best trial that was load-bound (above) gives no ratio. The search is secondary to
+  **fixed**: at saturation the server and wsload share the machine's two cores.
 * **idle**: push interval 1 h; one wsload holds N1 connections, a second adds N2−N1. Server RSS
   (/proc/PID/status VmRSS) and kernel Slab (/proc/meminfo) are read at both plateaus; per connection =
   slope (N2−N1). Slab counts *both* ends of each loopback connection (server and client socket).
@@ -126,8 +136,12 @@ func writeMethod(b *strings.Builder) {
 * **broadcast**: N clients (gorilla/websocket client in a ` + "`wsbench __bcast`" + ` process on core 1) get
   their welcome; then one ` + "`POST /v1/broadcast`" + ` at a time; latency = arrival at each client − POST sent.
   The client is one process on one core, so large-N latencies include its own read time (alike for all).
-* **connect**: wsload ` + "`connect`" + ` opens N connections at an offered open-loop rate; handshakes/s = N / time
-  until all were open (1 s resolution); ` + "`connect_ms`" + ` = TCP connect + upgrade.
+* **connect**: wsload ` + "`connect`" + ` opens N connections at 40,000/s offered open loop, from 2 worker processes and
+  4 source addresses, all on the load core; handshakes/s = established ÷ the time from the ramp's start to
+  the last upgrade (wsload ` + "`connect_last_s`" + `, µs resolution); ` + "`connect_ms`" + ` = TCP connect + upgrade. The server's
+  CPU over that span (sampled every 50 ms) and wsload's tell who was the limit; a run with wsload ≥ 90 % of
+  its core is load-bound (no ratio). On loopback most of the kernel's TCP handshake work runs in the
+  connecting process, so it is charged to wsload.
 * Ratios are wspush ÷ peer (for rates higher is better for wspush; for memory, latency and CPU lower is).
 * **Shared machine**: before each trial wsbench waits (up to ` + "`-quiet-wait`" + `) until other processes use
   less than ` + "`-quiet-below`" + ` cores, and records the whole machine's CPU during each ticks trial; the

@@ -156,11 +156,11 @@ func writeConnect(b *strings.Builder, f *scenario.File, img string) {
 		fmt.Fprintf(b, "wsload offers connections open loop at %d/s; *busiest second* is the most upgrades completed in one second (capped near the offered rate); *time to all N* has 1 s resolution and includes stragglers.\n\n", offered)
 		b.WriteString("| target | established | handshakes/s (busiest second) | time to all N | connect p50 | connect p99 | busiest second: wspush ÷ target | notes |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
 	} else {
-		fmt.Fprintf(b, "wsload offers %d connections/s open loop from %d worker processes on CPU %s and source addresses %s; "+
+		fmt.Fprintf(b, "wsload offers %d connections/s open loop from %d worker processes (%d concurrent connects each) on CPU %s and source addresses %s; "+
 			"handshakes/s = connections established ÷ the time from the start of the ramp to the last upgrade (wsload's `connect_last_s`). "+
 			"Server CPU is sampled every 50 ms over that span; wsload's is its per-second series over the seconds of the span ÷ the span (an upper bound). "+
 			"A run where wsload used ≥ %.0f %% of its cores is *load-bound*: its rate is wsload's, and no ratio is computed from it. "+
-			"Medians over rounds.\n\n", offered, scenario.ConnectProcs, f.Pinning.Load, scenario.ConnectSources, scenario.LoadCPULimit*100)
+			"Medians over rounds.\n\n", offered, scenario.ConnectProcs, scenario.ConnectDialers, f.Pinning.Load, scenario.ConnectSources, scenario.LoadCPULimit*100)
 		b.WriteString("| target | established | handshakes/s | time to all N | server cores | wsload cores (of its) | connect p50 | connect p99 | wspush ÷ target | rounds (/s) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	}
 	rate, p50, p99, peak, est := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string]int64{}
