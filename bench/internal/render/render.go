@@ -91,7 +91,7 @@ func Markdown(w io.Writer, files []*scenario.File, imgDir string) error {
 		writeCluster(&b, f)
 	}
 	writeClusterTicks(&b, files)
-	writeBcast1M(&b, latest)
+	writeBcast1M(&b, files)
 	_, err := io.WriteString(w, b.String())
 	if err != nil {
 		return fmt.Errorf("wsbench: %w", err)
