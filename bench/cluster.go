@@ -104,6 +104,10 @@ func tickLine(r *scenario.ClusterResult) string {
 	if r.Config.Presence {
 		s += fmt.Sprintf("; presence: %d of %d ticks carried counts, %d clients checked, all right: %v %q",
 			r.PresenceTicks, r.Ticks, r.PresenceSubs, r.PresenceOK, r.PresenceBad)
+		if cv := r.Convergence; cv != nil {
+			s += fmt.Sprintf("; nodes' counts converged: %v at %.0f s (%.0f s after the plateau; deadline %.0f s, max lease %d ms, %d rounds, %d requests, %d failed, %d stale %q), clients' check a tick after it: %v",
+				cv.Converged, cv.AtS, cv.AfterS, cv.DeadlineS, cv.MaxLeaseMS, cv.Rounds, cv.Requests, cv.Failed, cv.StaleCount, cv.Stale, cv.ClientCheckAfter)
+		}
 		if p := r.PresenceProtocol; p != nil {
 			s += fmt.Sprintf("; presence protocol on %d nodes (fewest nodes seen %d): syncs sent %d, received %d (most by one node %d), probes %d/%d, full reports %d, gaps %d, gone once %d, drops gone %d silent %d, stalls %d",
 				p.Nodes, p.MinNodesSeen, p.SyncsSent, p.SyncsReceived, p.MaxSyncsReceived, p.ProbesSent, p.ProbesReceived,

@@ -190,6 +190,10 @@ type ClusterResult struct {
 	// With Presence: the nodes' presence protocol counters at the end of
 	// wsload's run (GET /v1/presence, summed; nil if none answered).
 	PresenceProtocol *PresenceProtocol `json:"presence_protocol,omitempty"`
+	// With Presence: whether and when every node's count of every topic
+	// was the true count after the ramp (polled; nil when the plateau
+	// never came). PresenceOK is the clients' check, apart.
+	Convergence *Convergence `json:"presence_convergence,omitempty"`
 
 	WsloadBound   bool            `json:"wsload_bound"`
 	WsloadSummary string          `json:"wsload_summary"`
@@ -313,6 +317,7 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 	var (
 		tm        tickMeter
 		plateauAt time.Time
+		converged func() // waits for the presence convergence poll
 	)
 	for {
 		nodes, _ := procstat.SumRSS(f.nodePIDs())
@@ -333,6 +338,9 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 			}
 			if full || time.Now().After(plateauBy) {
 				plateau, plateauAt = true, time.Now()
+				if c.Presence {
+					converged = startConverge(ctx, e, f, c, r, start)
+				}
 				r.AtPublish, r.NodesRSS, r.NATSRSS = n, nodes, nats
 				if n > 0 {
 					r.RSSPerConn = float64(nodes-r.NodesRSSBase) / float64(n)
@@ -348,6 +356,9 @@ func (f *fleet) sample(ctx context.Context, e *Env, c ClusterConfig, r *ClusterR
 		select {
 		case <-ctx.Done():
 			r.TickPhase = tm.phase()
+			if converged != nil {
+				converged()
+			}
 			return
 		case <-time.After(every):
 		}

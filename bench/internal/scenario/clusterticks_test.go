@@ -47,6 +47,9 @@ func TestClusterPresence(t *testing.T) {
 	if p := r.PresenceProtocol; p == nil || p.Nodes != procs || p.MinNodesSeen != procs || p.GoneDrops+p.SilentDrops != 0 {
 		t.Errorf("presence protocol %+v, want %d nodes answering, each seeing all, none dropped", p, procs)
 	}
+	if cv := r.Convergence; cv == nil || !cv.Converged || !cv.ClientCheckAfter || cv.AtS < cv.FromS || cv.Requests < procs*topics {
+		t.Errorf("presence convergence %+v: want every node's counts right, a tick before wsload's check", cv)
+	}
 	if r.PresenceTicks < conns || r.Ticks <= r.PresenceTicks {
 		t.Errorf("%d ticks, %d carrying counts: want every client told at least once, and plain ticks too", r.Ticks, r.PresenceTicks)
 	}
