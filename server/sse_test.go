@@ -298,9 +298,10 @@ func TestSSERefused(t *testing.T) {
 	}
 	first := openSSE(t, s.sse("?topics=a"))
 	first.next("subscribed", 2*time.Second)
-	if st := openSSE(t, s.sse("?topics=a")); st.status != 503 {
-		t.Errorf("over -max-conns: %d %q, want 503", st.status, st.body)
+	if code, _, body := getPlain(t, s.sse("?topics=a")); code != 503 {
+		t.Errorf("over -max-conns: %d %q, want 503", code, body)
 	}
+	wantRefusalStream(t, "over -max-conns, asking for a stream", openSSE(t, s.sse("?topics=a")), 1013) // sseedge_test.go
 
 	a := startServer(t, "-jwt-secret", testSecret, "-push-interval", "0")
 	if st := openSSE(t, a.sse("?topics=a")); st.status != 401 {

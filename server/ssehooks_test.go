@@ -183,9 +183,10 @@ func TestSSEHookConnectPending(t *testing.T) {
 	a := sseSend(t, s.sse("?topics=a"))
 	b := sseSend(t, s.sse("?topics=a"))
 	eventually(t, 3*time.Second, "two connect calls", func() bool { return be.calls.Load() == 2 })
-	if st := openSSE(t, s.sse("?topics=a")); st.status != http.StatusTooManyRequests {
-		t.Fatalf("third pending stream from one IP: %d %q, want 429", st.status, st.body)
+	if code, _, body := getPlain(t, s.sse("?topics=a")); code != http.StatusTooManyRequests {
+		t.Fatalf("third pending stream from one IP: %d %q, want 429", code, body)
 	}
+	wantRefusalStream(t, "third pending stream from one IP, asking for a stream", openSSE(t, s.sse("?topics=a")), 4429) // sseedge_test.go
 	if _, resp, err := websocket.DefaultDialer.Dial(s.ws, nil); err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("WebSocket beside two pending streams: %v %v, want 429", err, resp)
 	}

@@ -57,7 +57,8 @@ type sseSession struct {
 	grant   *auth.Grant // nil with authentication off
 	hk      *inOrder    // with a connect or subscribe hook: its closed flag orders the answers with the close (ssehooks.go)
 	ip      netip.Addr
-	dropped int // bytes the client sent; the poller's
+	origin  string // the Origin the head allows (CORS), or ""
+	dropped int    // bytes the client sent; the poller's
 }
 
 // UnderlayerConn, Parse and CloseAndClean make the session nbio's
@@ -172,8 +173,21 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sse: use GET", http.StatusMethodNotAllowed)
 		return
 	}
+	if !g.acc.checkOrigin(r) {
+		g.m.UpgradeFailed(metrics.UpgradeBadOrigin)
+		http.Error(w, "sse: origin not allowed", http.StatusForbidden)
+		return
+	}
+	origin := corsOrigin(r)
+	if origin != "" { // sseedge.go: every answer from here on may be read by the page
+		setCORS(w.Header(), origin)
+	}
 	if g.draining.Load() {
 		g.m.UpgradeFailed(metrics.UpgradeShuttingDown)
+		if wantsStream(r) {
+			sseRefuseStream(w, r, wire.CloseGoingAway, hub.CloseShutdown.Text())
+			return
+		}
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
 		return
@@ -184,13 +198,18 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if !g.acc.checkOrigin(r) {
-		g.m.UpgradeFailed(metrics.UpgradeBadOrigin)
-		http.Error(w, "sse: origin not allowed", http.StatusForbidden)
-		return
+	// An EventSource gives up for good on any status but 200: a transient
+	// refusal (admit's accept rate and per-IP cap, reserve's -max-conns)
+	// goes to it as a stream that closes at once (sseedge.go).
+	aw := w
+	var held *heldAnswer
+	if wantsStream(r) {
+		held = &heldAnswer{w: w, r: r}
+		aw = held
 	}
-	grant, ip, ok := g.admit(w, r)
+	grant, ip, ok := g.admit(aw, r)
 	if !ok {
+		held.send()
 		return
 	}
 	if grant != nil {
@@ -203,7 +222,8 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if !g.reserve(w, ip) {
+	if !g.reserve(aw, ip) {
+		held.send()
 		return
 	}
 	s, err := g.hijackSSE(w)
@@ -213,7 +233,7 @@ func (g *Gateway) serveSSE(w http.ResponseWriter, r *http.Request) {
 		g.m.UpgradeFailed(metrics.UpgradeBadHandshake)
 		return
 	}
-	s.ip = ip
+	s.ip, s.origin = ip, origin
 	if grant == nil && g.hooks.connect != nil {
 		g.sseConnectHook(s, r, req) // ssehooks.go: the stream starts when the backend accepts
 		return
@@ -259,9 +279,10 @@ func (g *Gateway) sseSub(s *sseSession, req *sseRequest, t string, data []byte) 
 // the topic as a JSON string (an SSE client has no ids of its own).
 func topicID(t string) []byte { return wire.AppendString(nil, t) }
 
-// sseHead is the response head; the retry line follows it.
+// sseHead is the response head without its CORS lines and its end (the
+// empty line); the retry field follows the head.
 const sseHead = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n" +
-	"X-Accel-Buffering: no\r\nConnection: close\r\n\r\n"
+	"X-Accel-Buffering: no\r\nConnection: close\r\n"
 
 // hijackSSE takes the connection from nbio's HTTP parser and makes it an
 // SSE client, not yet registered and with no response written (sseHead).
@@ -305,9 +326,10 @@ func (g *Gateway) hijackSSE(w http.ResponseWriter) (*sseSession, error) {
 // sseHead writes the response head and the retry field; a failed write
 // leaves the cleanup to the close callback.
 func (g *Gateway) sseHead(s *sseSession) {
-	head := make([]byte, 0, len(sseHead)+24)
+	head := make([]byte, 0, len(sseHead)+26+corsLen(s.origin))
 	head = append(head, sseHead...)
-	head = append(head, "retry: "...)
+	head = appendCORS(head, s.origin)
+	head = append(head, "\r\nretry: "...)
 	head = strconv.AppendInt(head, int64(SSERetryMin+rand.IntN(SSERetryWindow)), 10)
 	head = append(head, "\n\n"...)
 	if _, err := s.out.Write(head); err == nil {

@@ -101,7 +101,9 @@ func (g *Gateway) sseRefuse(s *sseSession, status int, reason string) {
 	if status == http.StatusServiceUnavailable {
 		b = append(b, "\r\nRetry-After: 1"...)
 	}
-	b = append(b, "\r\nConnection: close\r\n\r\n"...)
+	b = append(b, "\r\nConnection: close\r\n"...)
+	b = appendCORS(b, s.origin) // sseedge.go
+	b = append(b, "\r\n"...)
 	b = append(b, body...)
 	if _, err := s.out.Write(b); err == nil {
 		g.m.BytesOut.Add(len(b))
