@@ -14,6 +14,11 @@ const LoadBoundNote = "load-bound, not the server's figure"
 // writeFixed is the headline: server CPU per push at fixed offered rates,
 // every target side by side, from one run.
 func writeFixed(b *strings.Builder, f *scenario.File, img string) {
+	if len(f.Fixed) > 0 { // the headline holds fewer connections than the run's N
+		g := *f
+		g.Conns = f.Fixed[0].Conns
+		f = &g
+	}
 	header(b, "Headline: server CPU per push at a fixed offered rate", f)
 	if len(f.Fixed) == 0 {
 		return

@@ -36,6 +36,7 @@ func TestMarkdownFixedNoRatioFromLoadBound(t *testing.T) {
 	md := b.String()
 	for _, want := range []string{
 		"## Headline: server CPU per push at a fixed offered rate",
+		"N = 10000 connections, ramp 4000/s", // the headline's N, not the run's 19000
 		"run 2026-12-01 09:40 UTC (5m0s) at commit abc1234",
 		"**40000 pushes/s offered** (interval 250 ms)",
 		"| wspush | 11.00 µs | – |",           // median of the two clean rounds
