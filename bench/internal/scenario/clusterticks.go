@@ -159,17 +159,9 @@ type PresenceProtocol struct {
 // presenceProtocol reads every node's GET /v1/presence; nodes that do not
 // answer are left out (nil when none answers).
 func presenceProtocol(ctx context.Context, admins []string) *PresenceProtocol {
-	cl := http.Client{Timeout: 5 * time.Second}
+	cl := &http.Client{Timeout: 5 * time.Second}
 	p := &PresenceProtocol{}
 	for _, a := range admins {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a+"/v1/presence", nil)
-		if err != nil {
-			continue
-		}
-		resp, err := cl.Do(req)
-		if err != nil {
-			continue
-		}
 		var st struct {
 			Nodes          int    `json:"nodes"`
 			SyncsSent      uint64 `json:"syncs_sent"`
@@ -183,9 +175,7 @@ func presenceProtocol(ctx context.Context, admins []string) *PresenceProtocol {
 			SilentDrops    uint64 `json:"silent_drops"`
 			Stalls         uint64 `json:"stalls"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&st)
-		_ = resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
+		if getJSON(ctx, cl, a+"/v1/presence", &st) != nil {
 			continue
 		}
 		if p.Nodes == 0 || st.Nodes < p.MinNodesSeen {

@@ -235,24 +235,15 @@ func httpFetch(admins []string) fetchFunc {
 // maxLeaseOf is the longest max_lease_ms the nodes' GET /v1/presence
 // shows (30 s, the default, when none answers).
 func maxLeaseOf(ctx context.Context, admins []string) time.Duration {
-	cl := http.Client{Timeout: 5 * time.Second}
+	cl := &http.Client{Timeout: 5 * time.Second}
 	var most int64
 	for _, a := range admins {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a+"/v1/presence", nil)
-		if err != nil {
-			continue
-		}
-		resp, err := cl.Do(req)
-		if err != nil {
-			continue
-		}
 		var st struct {
 			MaxLeaseMS int64 `json:"max_lease_ms"`
 		}
-		if json.NewDecoder(resp.Body).Decode(&st) == nil {
+		if getJSON(ctx, cl, a+"/v1/presence", &st) == nil {
 			most = max(most, st.MaxLeaseMS)
 		}
-		_ = resp.Body.Close()
 	}
 	if most <= 0 {
 		return 30 * time.Second

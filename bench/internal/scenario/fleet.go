@@ -161,26 +161,37 @@ func stopGroups(cmds []*exec.Cmd, grace time.Duration) {
 	}
 }
 
+// getJSON decodes the JSON answer of GET url into v; a request that fails,
+// a status other than 200 or a body that does not decode is an error.
+func getJSON(ctx context.Context, cl *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("get %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
 // sumStats adds up every node's /v1/stats: open connections, and closed
 // connections by reason (why the server closed them, or "client").
 func sumStats(ctx context.Context, admins []string) (int, map[string]int64) {
-	cl := http.Client{Timeout: 2 * time.Second}
+	cl := &http.Client{Timeout: 2 * time.Second}
 	sum, closed := 0, map[string]int64{}
 	for _, a := range admins {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a+"/v1/stats", nil)
-		if err != nil {
-			continue
-		}
-		resp, err := cl.Do(req)
-		if err != nil {
-			continue
-		}
 		var st struct {
 			Connections int               `json:"connections"`
 			Closed      map[string]uint64 `json:"closed"`
 		}
-		_ = json.NewDecoder(resp.Body).Decode(&st)
-		_ = resp.Body.Close()
+		if getJSON(ctx, cl, a+"/v1/stats", &st) != nil {
+			continue
+		}
 		sum += st.Connections
 		for k, v := range st.Closed {
 			if v > 0 {
