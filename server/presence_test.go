@@ -82,7 +82,7 @@ func TestPresenceCountsWhileClientsChurn(t *testing.T) {
 		want := int64(len(live))
 		eventually(t, 5*time.Second, fmt.Sprintf("round %d: %d subscribers", round, want), func() bool {
 			in := presenceOf(t, s, topic)
-			return in.Subscribers == want && in.Local == want
+			return in.Subscribers == want && in.Local == want && in.Pushed == want
 		})
 	}
 	if in := presenceOf(t, s, "room.nobody"); in.Subscribers != 0 || in.Nodes != 1 {

@@ -67,7 +67,7 @@ func (r *Run) OnMessage(c *engine.Conn, p []byte, now int64) {
 			s.ticks++
 			if m.Presence != nil {
 				s.presTicks++
-				r.onPresence(s, st, c.Slot, m.Presence)
+				r.onPresence(s, st, c.Slot, m.Presence, now)
 			}
 			return
 		}
@@ -145,10 +145,12 @@ func welcomeCheck(s *shard, st *connState) {
 	}
 }
 
-// onPresence keeps the count a tick carried for the connection's topic;
-// a count for another topic, or one not positive (the client itself is
-// subscribed), is an error.
-func (r *Run) onPresence(s *shard, st *connState, slot uint32, counts map[string]int64) {
+// onPresence keeps the count a tick carried for the connection's topic,
+// if the tick was read (now) before the end of -duration (Run.presEnd):
+// after it other workers close their connections, which the counts on
+// later ticks rightly show. A count for another topic, or one not
+// positive (the client itself is subscribed), is an error.
+func (r *Run) onPresence(s *shard, st *connState, slot uint32, counts map[string]int64, now int64) {
 	if !r.cfg.Presence {
 		s.errs["presence_unasked"]++
 		s.errCount++
@@ -158,6 +160,9 @@ func (r *Run) onPresence(s *shard, st *connState, slot uint32, counts map[string
 	if !ok || len(counts) != 1 || n < 1 {
 		s.errs["presence_bad"]++
 		s.errCount++
+		return
+	}
+	if end := r.presEnd.Load(); end != 0 && now >= end {
 		return
 	}
 	st.pres = n

@@ -68,3 +68,32 @@ func TestPresenceCountsChecked(t *testing.T) {
 	unasked := runPresence(t, 2, []fakews.Step{{Welcome: true}, wait, presenceTick(1, `{"t0":2}`)}, false)
 	eq(t, "presence_unasked", unasked.Errors["presence_unasked"], int64(2))
 }
+
+// A count a tick carries after the end of -duration is not the one
+// checked: from then on the worker processes (and other wsload processes)
+// stop and close their connections each at its own pace, so a client of a
+// worker that has not yet taken its end check saw, on a tick after
+// another's first closes, a count 1–3 below the subscribers it is checked
+// against (the 1M presence run of 2026-12-01 09:55: 14 of 100 topics).
+func TestPresenceCountAfterTheEndNotKept(t *testing.T) {
+	t.Parallel()
+	res, srv := runWithHook(t, "publish", []fakews.Step{
+		{Welcome: true},
+		{Pause: 400 * time.Millisecond}, // until the client has subscribed
+		presenceTick(1, `{"t0":3}`),
+		// past the end of -duration (1 s), before the drain's end
+		// (250 ms without a delivery after it)
+		{Pause: 700 * time.Millisecond},
+		presenceTick(2, `{"t0":2}`),
+	}, fakews.Options{}, 3, func(srv *fakews.Server, c *Config) {
+		api := httptest.NewServer(srv.AdminHandler())
+		t.Cleanup(api.Close)
+		c.Admin, c.Topics, c.PubRate, c.Presence = api.URL, 1, 5, true
+		c.Duration, c.Grace = time.Second, 2*time.Second
+	}, nil)
+	eq(t, "subs with \"presence\":true", srv.PresenceSubs.Load(), int64(3))
+	eq(t, "presence ticks", res.PresenceTicks, int64(6)) // the late ones are still counted
+	if bad, n := res.PresenceCheck(0); n != 0 {
+		t.Errorf("a count read after the end was checked: %q", bad)
+	}
+}

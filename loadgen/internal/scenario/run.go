@@ -82,6 +82,14 @@ type Run struct {
 	retries     atomic.Int64 // retry dials made
 	rampBehind  atomic.Int64 // worst lateness of the connect schedule, ns
 	stopping    atomic.Bool
+	// presEnd is when the presence check's counts end (Unix ns; 0: not
+	// yet known): the end of -duration, the same instant in every worker
+	// (Config.StartAt). A tick read after it is counted but its presence
+	// count is not kept: from then on worker processes stop and close
+	// their connections each at its own pace, and a count the server
+	// puts on a tick after the first of those closes is right but lower
+	// than the number the check compares with (onPresence).
+	presEnd atomic.Int64
 
 	topicMu  sync.Mutex
 	lastPub  []uint64          // highest publish seq acknowledged, per topic
@@ -189,6 +197,11 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 	}
 	start := time.Now()
 	runCtx, cancel := context.WithDeadline(ctx, start.Add(r.cfg.Duration))
+	end := start
+	if !r.cfg.StartAt.IsZero() && r.cfg.StartAt.Before(start) {
+		end = r.cfg.StartAt // a worker that started late: the others' end
+	}
+	r.presEnd.Store(end.Add(r.cfg.Duration).UnixNano())
 	defer cancel()
 	r.mon.Start(runCtx)
 	// The dialers and the retrier stop with the run, but in churn they go

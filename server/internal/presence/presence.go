@@ -304,6 +304,10 @@ type Info struct {
 	// nodes' last reports.
 	Subscribers int64 `json:"subscribers"`
 	Local       int64 `json:"local"`
+	// Pushed is the count this node's ticks carry (bus.Topic.Count), read
+	// just after Subscribers; 0 when the node holds no such topic. It
+	// equals Subscribers but for a change between the two reads.
+	Pushed int64 `json:"pushed"`
 	// Nodes is how many nodes' reports are counted (this one included).
 	Nodes int `json:"nodes"`
 	// Members is the member list, cluster-wide (member topics only).
@@ -315,12 +319,16 @@ type Info struct {
 // Info returns a topic's presence.
 func (t *Tracker) Info(topic string) Info {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	in := Info{Topic: topic, Local: int64(t.local[topic]), Nodes: 1 + len(t.livePeers())}
 	in.Subscribers = in.Local + t.sums[topic]
 	if t.isMemberTopic(topic) {
 		in.MembersEnabled = true
 		in.Members = t.union(topic)
+	}
+	t.mu.Unlock()
+	// After mu: the bus takes a topic's lock before mu.
+	if tp := t.b.Lookup(topic); tp != nil {
+		in.Pushed = tp.Count()
 	}
 	return in
 }
