@@ -173,6 +173,11 @@ func ParseCPUTotals(text []byte) (busy, total int64, err error) {
 	if len(f) < 6 || f[0] != "cpu" {
 		return 0, 0, errors.New("wsbench: procstat: no cpu line in /proc/stat")
 	}
+	return cpuLine(f)
+}
+
+// cpuLine sums the jiffies of one /proc/stat cpu line's fields.
+func cpuLine(f []string) (busy, total int64, err error) {
 	var v [10]int64
 	for i := 1; i < len(f) && i <= 10; i++ {
 		v[i-1], err = strconv.ParseInt(f[i], 10, 64)
@@ -185,6 +190,73 @@ func ParseCPUTotals(text []byte) (busy, total int64, err error) {
 		total += v[i]
 	}
 	return total - v[3] - v[4], total, nil
+}
+
+// ParseCPUSet returns busy and total jiffies summed over the "cpuN" lines
+// of /proc/stat for the CPUs in cpus: everything those CPUs did (every
+// process, the kernel's softirq work included), not one process's share.
+func ParseCPUSet(text []byte, cpus []int) (busy, total int64, err error) {
+	want := map[string]bool{}
+	for _, c := range cpus {
+		want["cpu"+strconv.Itoa(c)] = true
+	}
+	found := 0
+	for _, line := range strings.Split(string(text), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !want[f[0]] {
+			continue
+		}
+		b, t, err := cpuLine(f)
+		if err != nil {
+			return 0, 0, err
+		}
+		busy, total, found = busy+b, total+t, found+1
+	}
+	if found != len(want) {
+		return 0, 0, fmt.Errorf("wsbench: procstat: /proc/stat has %d of the %d CPUs %v", found, len(want), cpus)
+	}
+	return busy, total, nil
+}
+
+// CPUSetBusy reads ParseCPUSet from /proc/stat.
+func CPUSetBusy(cpus []int) (busy, total int64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, fmt.Errorf("wsbench: procstat: %w", err)
+	}
+	return ParseCPUSet(b, cpus)
+}
+
+// ParseCPUList parses a CPU list as taskset -c takes it ("1", "0-2,5").
+func ParseCPUList(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("wsbench: procstat: CPU list %q: bad CPU %q", s, lo)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("wsbench: procstat: CPU list %q: bad range %q", s, part)
+			}
+		}
+		for c := a; c <= b; c++ {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// BusyFraction is the share of the jiffies between two CPUSetBusy
+// readings that were busy (0 when no time passed).
+func BusyFraction(busy0, total0, busy1, total1 int64) float64 {
+	if total1 <= total0 {
+		return 0
+	}
+	return float64(busy1-busy0) / float64(total1-total0)
 }
 
 // MachineBusySeconds is the CPU time (all cores) the machine has spent busy.

@@ -1,6 +1,7 @@
 package procstat
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"testing"
@@ -74,5 +75,46 @@ func TestParseCPUTotals(t *testing.T) {
 	busy, total, err := ParseCPUTotals([]byte("cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 1 2 3 4\n"))
 	if err != nil || total != 1181 || busy != 161 {
 		t.Fatalf("busy %d total %d err %v", busy, total, err)
+	}
+}
+
+func TestParseCPUSet(t *testing.T) {
+	text := []byte("cpu  300 0 100 1000 10 0 50 0 0 0\n" +
+		"cpu0 100 0 50 700 5 0 10 0 0 0\n" +
+		"cpu1 200 0 50 300 5 0 40 0 0 0\n" +
+		"intr 1 2 3\n")
+	busy, total, err := ParseCPUSet(text, []int{1})
+	if err != nil || busy != 290 || total != 595 {
+		t.Fatalf("cpu1: busy %d total %d err %v, want 290 595", busy, total, err)
+	}
+	busy, total, err = ParseCPUSet(text, []int{0, 1})
+	if err != nil || busy != 450 || total != 1460 {
+		t.Fatalf("cpu0,1: busy %d total %d err %v, want 450 1460", busy, total, err)
+	}
+	if _, _, err := ParseCPUSet(text, []int{2}); err == nil {
+		t.Fatal("cpu2 is not in the text: want an error")
+	}
+	if f := BusyFraction(100, 1000, 190, 1100); f != 0.9 {
+		t.Fatalf("BusyFraction = %v, want 0.9", f)
+	}
+	if f := BusyFraction(100, 1000, 100, 1000); f != 0 {
+		t.Fatalf("BusyFraction of no time = %v, want 0", f)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []int
+	}{{"1", []int{1}}, {"0-2,5", []int{0, 1, 2, 5}}, {" 3 ", []int{3}}} {
+		got, err := ParseCPUList(c.in)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("ParseCPUList(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "a", "2-1", "1,", "-1"} {
+		if _, err := ParseCPUList(bad); err == nil {
+			t.Errorf("ParseCPUList(%q): want an error", bad)
+		}
 	}
 }

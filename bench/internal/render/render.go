@@ -119,7 +119,9 @@ func writeMethod(b *strings.Builder) {
 * **load-bound**: every ticks/fixed trial checks wsload over the same steady window: it is *load-bound* when
   wsload's CPU (its per-second series) was ≥ 90 % of its core in ≥ 2 s or on average, or its receive backlog
   (unread bytes in its sockets, ` + "`rx_queue`" + ` in ` + "`/proc/net/tcp`" + `, read at the window's start and end) grew by more
-  than 100 ms of the delivered traffic (at least 64 KiB). A load-bound trial's figures are wsload's limit:
+  than 100 ms of the delivered traffic (at least 64 KiB), or the load CPU was ≥ 90 % busy over the window
+  (` + "`/proc/stat`" + ` for that CPU: wsload, the kernel's softirq work that runs there and anything else — wsload's
+  own figure leaves the softirq work out). A load-bound trial's figures are wsload's limit:
   they are shown as "load-bound, not the server's figure" and no ratio is computed from them. wsload runs
   with ` + "`-read-batch 1ms`" + ` (docs/loadgen.md), which adds at most 1 ms to the lag it measures.
 * **ticks**: at N connections, a geometric bisection of the push interval between 2 s and 50 ms; a trial
@@ -139,9 +141,10 @@ func writeMethod(b *strings.Builder) {
 * **connect**: wsload ` + "`connect`" + ` opens N connections at 40,000/s offered open loop, from 2 worker processes and
   4 source addresses, all on the load core; handshakes/s = established ÷ the time from the ramp's start to
   the last upgrade (wsload ` + "`connect_last_s`" + `, µs resolution); ` + "`connect_ms`" + ` = TCP connect + upgrade. The server's
-  CPU over that span (sampled every 50 ms) and wsload's tell who was the limit; a run with wsload ≥ 90 % of
-  its core is load-bound (no ratio). On loopback most of the kernel's TCP handshake work runs in the
-  connecting process, so it is charged to wsload.
+  CPU over that span (sampled every 50 ms), wsload's and the load CPU's busy share (` + "`/proc/stat`" + `) tell who was
+  the limit; a run with wsload ≥ 90 % of its core, or the load CPU ≥ 90 % busy, is load-bound (no ratio). On
+  loopback most of the kernel's TCP handshake work (the server's half too) runs in softirq on the connecting
+  process's CPU, so it is charged to the load core.
 * Ratios are wspush ÷ peer (for rates higher is better for wspush; for memory, latency and CPU lower is).
 * **Shared machine**: before each trial wsbench waits (up to ` + "`-quiet-wait`" + `) until other processes use
   less than ` + "`-quiet-below`" + ` cores, and records the whole machine's CPU during each ticks trial; the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,10 +53,15 @@ type ConnectResult struct {
 	// WsloadBound: wsload's CPU over the span was ≥ LoadCPULimit of its
 	// cores (or, in files before the span was measured, wsload's own
 	// whole-run verdict): the rate is then wsload's, not the server's.
-	WsloadBound bool            `json:"wsload_bound"`
-	LoadWhy     string          `json:"load_bound_why,omitempty"`
-	Err         string          `json:"error,omitempty"`
-	Wsload      json.RawMessage `json:"wsload,omitempty"`
+	// LoadCoresBusy is the share of the load CPUs' time that was busy over
+	// the span (/proc/stat, sampled with the server's CPU): on loopback
+	// the kernel's handshake work runs there in softirq, which wsload's
+	// own CPU figure leaves out. ≥ LoadCPULimit is load-bound too.
+	LoadCoresBusy float64         `json:"load_cores_busy,omitempty"`
+	WsloadBound   bool            `json:"wsload_bound"`
+	LoadWhy       string          `json:"load_bound_why,omitempty"`
+	Err           string          `json:"error,omitempty"`
+	Wsload        json.RawMessage `json:"wsload,omitempty"`
 }
 
 // Connect opens e.Conns connections at an offered rate of offered/s and
@@ -71,36 +77,39 @@ func Connect(ctx context.Context, e *Env, offered int) ([]ConnectResult, error) 
 				}
 				r.Err = err.Error()
 			}
-			e.logf("conn  %-8s round %d: %d/%d in %.3fs, %.0f/s (peak %d/s), p99 %.1fms errors %d; server %.2f cores, wsload %.2f of %.2f cores, load-bound %v %s %s",
-				name, round, r.Established, r.Conns, r.SpanS, r.PerSec, r.PeakPerSec, r.ConnectP99MS, r.Errors, r.ServerCores, r.WsloadCores, r.WsloadCoresAvail, r.WsloadBound, r.LoadWhy, r.Err)
+			e.logf("conn  %-8s round %d: %d/%d in %.3fs, %.0f/s (peak %d/s), p99 %.1fms errors %d; server %.2f cores, wsload %.2f of %.2f cores, load cores %.0f%% busy, load-bound %v %s %s",
+				name, round, r.Established, r.Conns, r.SpanS, r.PerSec, r.PeakPerSec, r.ConnectP99MS, r.Errors, r.ServerCores, r.WsloadCores, r.WsloadCoresAvail, 100*r.LoadCoresBusy, r.WsloadBound, r.LoadWhy, r.Err)
 			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
-// cpuPoint is a process's CPU seconds at a moment.
+// cpuPoint is a reading at a moment: the server's CPU seconds and the load
+// CPUs' busy and total jiffies.
 type cpuPoint struct {
-	at  time.Time
-	cpu float64
+	at                time.Time
+	cpu               float64
+	loadBusy, loadAll float64
 }
 
-// cpuAt interpolates the CPU seconds at t from points sorted by time.
-func cpuAt(pts []cpuPoint, t time.Time) float64 {
+// cpuAt interpolates a cpuPoint at t from points sorted by time.
+func cpuAt(pts []cpuPoint, t time.Time) cpuPoint {
 	if len(pts) == 0 {
-		return 0
+		return cpuPoint{at: t}
 	}
 	if !t.After(pts[0].at) {
-		return pts[0].cpu
+		return pts[0]
 	}
 	for i := 1; i < len(pts); i++ {
 		if !t.After(pts[i].at) {
 			a, b := pts[i-1], pts[i]
 			f := t.Sub(a.at).Seconds() / b.at.Sub(a.at).Seconds()
-			return a.cpu + f*(b.cpu-a.cpu)
+			return cpuPoint{at: t, cpu: a.cpu + f*(b.cpu-a.cpu),
+				loadBusy: a.loadBusy + f*(b.loadBusy-a.loadBusy), loadAll: a.loadAll + f*(b.loadAll-a.loadAll)}
 		}
 	}
-	return pts[len(pts)-1].cpu
+	return pts[len(pts)-1]
 }
 
 func connectOne(ctx context.Context, e *Env, name string, offered, round int) (ConnectResult, error) {
@@ -125,8 +134,12 @@ func connectOne(ctx context.Context, e *Env, name string, offered, round int) (C
 		defer t.Stop()
 		for {
 			if c, err := procstat.SumCPU(run.PIDs()); err == nil {
+				p := cpuPoint{at: time.Now(), cpu: c}
+				if l := e.loadCoresSample(); l.ok {
+					p.loadBusy, p.loadAll = float64(l.busy), float64(l.total)
+				}
 				mu.Lock()
-				pts = append(pts, cpuPoint{time.Now(), c})
+				pts = append(pts, p)
 				mu.Unlock()
 			}
 			select {
@@ -162,7 +175,11 @@ func connectOne(ctx context.Context, e *Env, name string, offered, round int) (C
 	}
 	r.PerSec = float64(r.Established) / r.SpanS
 	t0 := res.Started
-	r.ServerCores = (cpuAt(pts, t0.Add(time.Duration(r.SpanS*float64(time.Second)))) - cpuAt(pts, t0)) / r.SpanS
+	p0, p1 := cpuAt(pts, t0), cpuAt(pts, t0.Add(time.Duration(r.SpanS*float64(time.Second))))
+	r.ServerCores = (p1.cpu - p0.cpu) / r.SpanS
+	if p1.loadAll > p0.loadAll {
+		r.LoadCoresBusy = (p1.loadBusy - p0.loadBusy) / (p1.loadAll - p0.loadAll)
+	}
 	var wcpu float64
 	for _, s := range res.Series {
 		if float64(s.T) < r.SpanS+1 {
@@ -174,9 +191,13 @@ func connectOne(ctx context.Context, e *Env, name string, offered, round int) (C
 	if r.WsloadCoresAvail <= 0 {
 		r.WsloadCoresAvail = 1
 	}
-	r.WsloadBound = r.WsloadCores >= LoadCPULimit*r.WsloadCoresAvail
-	if r.WsloadBound {
-		r.LoadWhy = fmt.Sprintf("wsload used %.2f of its %.2g cores over the ramp (≥ %.0f%%)", r.WsloadCores, r.WsloadCoresAvail, LoadCPULimit*100)
+	var why []string
+	if r.WsloadCores >= LoadCPULimit*r.WsloadCoresAvail {
+		why = append(why, fmt.Sprintf("wsload used %.2f of its %.2g cores over the ramp (≥ %.0f%%)", r.WsloadCores, r.WsloadCoresAvail, LoadCPULimit*100))
 	}
+	if r.LoadCoresBusy >= LoadCPULimit {
+		why = append(why, LoadCoresWhy(r.LoadCoresBusy))
+	}
+	r.WsloadBound, r.LoadWhy = len(why) > 0, strings.Join(why, "; ")
 	return r, nil
 }

@@ -44,8 +44,13 @@ type LoadCheck struct {
 	BacklogStart int64   `json:"wsload_backlog_start_bytes"`
 	BacklogEnd   int64   `json:"wsload_backlog_end_bytes"`
 	BytesPerSec  float64 `json:"delivered_bytes_per_s"`
-	Bound        bool    `json:"load_bound"`
-	Why          string  `json:"load_bound_why,omitempty"`
+	// LoadCoresBusy is the share of the load CPUs' time (/proc/stat, the
+	// CPUs wsload is pinned to) that was busy over the window: wsload, the
+	// kernel's softirq work charged to those CPUs and anything else that
+	// ran there. 0 when not sampled (files before it was).
+	LoadCoresBusy float64 `json:"load_cores_busy,omitempty"`
+	Bound         bool    `json:"load_bound"`
+	Why           string  `json:"load_bound_why,omitempty"`
 }
 
 // NewLoadCheck gathers the window [from, to] of wsload's series (seconds,
@@ -81,12 +86,19 @@ func NewLoadCheck(r *result.Result, from, to int, backlogStart, backlogEnd int64
 //   - its CPU was ≥ LoadCPULimit of its cores in LoadHotSeconds seconds or
 //     on average, or
 //   - its receive backlog grew by more than BacklogLimitS seconds of the
-//     delivered traffic (and more than BacklogMinBytes).
+//     delivered traffic (and more than BacklogMinBytes), or
+//   - the load CPUs were busy ≥ LoadCPULimit of the time: wsload's own
+//     figure misses the kernel work that runs on its core in softirq and
+//     anything else scheduled there, and a saturated load core is the
+//     limit whoever used it.
 func (lc *LoadCheck) Judge() {
 	var why []string
 	if lc.HotSeconds >= LoadHotSeconds || lc.CPUMean >= LoadCPULimit*lc.Cores {
 		why = append(why, fmt.Sprintf("wsload CPU ≥ %.0f%% of its %.2g core(s) in %d s (mean %.0f%%)",
 			LoadCPULimit*100, lc.Cores, lc.HotSeconds, 100*lc.CPUMean/lc.Cores))
+	}
+	if lc.LoadCoresBusy >= LoadCPULimit {
+		why = append(why, LoadCoresWhy(lc.LoadCoresBusy))
 	}
 	if lc.BacklogStart >= 0 && lc.BacklogEnd >= 0 {
 		grew := lc.BacklogEnd - lc.BacklogStart
@@ -96,6 +108,11 @@ func (lc *LoadCheck) Judge() {
 	}
 	lc.Bound = len(why) > 0
 	lc.Why = strings.Join(why, "; ")
+}
+
+// LoadCoresWhy says that the load CPUs were saturated.
+func LoadCoresWhy(busy float64) string {
+	return fmt.Sprintf("the load core(s) were %.0f%% busy (/proc/stat: wsload, softirq and all else; limit %.0f%%)", 100*busy, LoadCPULimit*100)
 }
 
 // RxBacklog sums the unread bytes (rx_queue) of the established IPv4 TCP

@@ -1,8 +1,10 @@
 package scenario
 
 import (
+	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"wspush/loadgen/result"
 )
@@ -25,6 +27,8 @@ func TestLoadCheckJudge(t *testing.T) {
 		{"backlog shrank", LoadCheck{Cores: 1, CPUMean: 0.4, BacklogStart: 900_000, BacklogEnd: 0, BytesPerSec: 2.2e6}, false, ""},
 		{"small rate: 64 KiB floor", LoadCheck{Cores: 1, CPUMean: 0.1, BacklogStart: 0, BacklogEnd: 70_000, BytesPerSec: 1000}, true, "limit 64 KiB"},
 		{"backlog unknown", LoadCheck{Cores: 1, CPUMean: 0.1, BacklogStart: -1, BacklogEnd: 1 << 30}, false, ""},
+		{"load core saturated, wsload's own figure low", LoadCheck{Cores: 1, CPUMean: 0.55, BacklogStart: -1, BacklogEnd: -1, LoadCoresBusy: 0.97}, true, "load core(s) were 97% busy"},
+		{"load core at 85%", LoadCheck{Cores: 1, CPUMean: 0.55, BacklogStart: -1, BacklogEnd: -1, LoadCoresBusy: 0.85}, false, ""},
 	} {
 		lc := c.lc
 		lc.Judge()
@@ -92,5 +96,23 @@ func TestFixedSummarize(t *testing.T) {
 	r.Summarize()
 	if r.CPUPerPush != 0 || r.Clean != 0 || !r.LoadBound || !r.KeptUp {
 		t.Fatalf("all load-bound: %+v", r)
+	}
+}
+
+func TestCPUAtInterpolatesLoadCores(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	pts := []cpuPoint{
+		{at: t0, cpu: 1, loadBusy: 1000, loadAll: 2000},
+		{at: t0.Add(100 * time.Millisecond), cpu: 1.1, loadBusy: 1010, loadAll: 2010},
+	}
+	p := cpuAt(pts, t0.Add(50*time.Millisecond))
+	if math.Abs(p.cpu-1.05) > 1e-9 || math.Abs(p.loadBusy-1005) > 1e-9 || math.Abs(p.loadAll-2005) > 1e-9 {
+		t.Fatalf("midpoint = %+v, want cpu 1.05, load 1005/2005", p)
+	}
+	if p := cpuAt(pts, t0.Add(time.Second)); p.loadBusy != 1010 {
+		t.Fatalf("after the last point = %+v, want the last point", p)
+	}
+	if p := cpuAt(nil, t0); p.cpu != 0 || p.loadAll != 0 {
+		t.Fatalf("no points = %+v, want zero", p)
 	}
 }

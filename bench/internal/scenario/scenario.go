@@ -168,6 +168,32 @@ func cpuAndMachine(ctx context.Context, pids []int, window time.Duration) (float
 
 func stopTarget(r *target.Running) { r.Stop(15 * time.Second) }
 
+// coresSample is one reading of the load CPUs' jiffies (ok false when
+// they could not be read, or Env.LoadCPUs is not a CPU list).
+type coresSample struct {
+	busy, total int64
+	ok          bool
+}
+
+// loadCoresSample reads the jiffies of the CPUs wsload is pinned to.
+func (e *Env) loadCoresSample() coresSample {
+	cpus, err := procstat.ParseCPUList(e.LoadCPUs)
+	if err != nil {
+		return coresSample{}
+	}
+	b, t, err := procstat.CPUSetBusy(cpus)
+	return coresSample{b, t, err == nil}
+}
+
+// busyUntil is the share of the load CPUs' time from s to end that was
+// busy; 0 when either reading failed.
+func (s coresSample) busyUntil(end coresSample) float64 {
+	if !s.ok || !end.ok {
+		return 0
+	}
+	return procstat.BusyFraction(s.busy, s.total, end.busy, end.total)
+}
+
 // Summary fields shared by the per-target results.
 type Pinning struct {
 	Server string `json:"server_cpus"`

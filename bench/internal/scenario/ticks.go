@@ -162,9 +162,9 @@ func ticksTrial(ctx context.Context, e *Env, name string, conns int, interval ti
 
 	// sample the server's CPU over the steady window while wsload runs
 	type cpuSample struct {
-		cores, machine     float64
-		backlog0, backlog1 int64
-		err                error
+		cores, machine, loadBusy float64
+		backlog0, backlog1       int64
+		err                      error
 	}
 	cpuc := make(chan cpuSample, 1)
 	sctx, cancel := context.WithCancel(ctx)
@@ -179,8 +179,9 @@ func ticksTrial(ctx context.Context, e *Env, name string, conns int, interval ti
 		win := hold - time.Second
 		ports := run.Ports()
 		b0 := RxBacklog(ports)
+		l0 := e.loadCoresSample()
 		c, m, err := cpuAndMachine(sctx, run.PIDs(), win)
-		cpuc <- cpuSample{cores: c, machine: m, backlog0: b0, backlog1: RxBacklog(ports), err: err}
+		cpuc <- cpuSample{cores: c, machine: m, loadBusy: l0.busyUntil(e.loadCoresSample()), backlog0: b0, backlog1: RxBacklog(ports), err: err}
 	}()
 	res, err := wsload.Run(ctx, e.Root, wsload.Args{
 		Scenario: "ticks", CPUs: e.LoadCPUs, OutDir: e.WorkDir, Name: stem, Duration: dur,
@@ -214,6 +215,10 @@ func ticksTrial(ctx context.Context, e *Env, name string, conns int, interval ti
 		b0, b1 = -1, -1
 	}
 	tr.Load = NewLoadCheck(res.Result, st.FromT, st.ToT, b0, b1, st.MsgsPerSec)
+	if cs.err == nil {
+		tr.Load.LoadCoresBusy = cs.loadBusy
+		tr.Load.Judge()
+	}
 	tr.WsloadCores = tr.Load.CPUMean
 	if st.MsgsPerSec > 0 {
 		tr.WsloadCPUPerMsg = tr.Load.CPUMean / st.MsgsPerSec * 1e6
