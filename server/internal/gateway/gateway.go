@@ -35,7 +35,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -361,58 +360,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: shutdown: %w", err)
 	}
 	return nil
-}
-
-func (g *Gateway) upgrade(w http.ResponseWriter, r *http.Request) {
-	if g.draining.Load() {
-		g.m.UpgradeFailed(metrics.UpgradeShuttingDown)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	grant, ip, ok := g.admit(w, r)
-	if !ok {
-		return
-	}
-	if !g.reserve(w, ip) {
-		return
-	}
-	c, err := g.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		// The upgrader has answered with 400 (or 403 for a bad origin).
-		g.reserved.Add(-1)
-		g.acc.perIP.Release(ip)
-		g.m.UpgradeFailed(upgradeFailure(err))
-		return
-	}
-	deflate := g.cfg.Compression && offersDeflate(r.Header)
-	if s := sessionOf(c); s != nil {
-		// Before the guard's first scan: the edge holds what the client
-		// sends after the handshake until this handler has returned.
-		s.fg.Reset(g.frames, deflate)
-	}
-	if !g.connectHook(c, r, grant, ip) { // hooks.go: with a connect hook the backend grants
-		g.opened(c, grant, ip)
-	}
-	if deflate {
-		if cl := client(c); cl != nil {
-			cl.SetCompress()
-		}
-	}
-}
-
-// offersDeflate reports whether the client offered permessage-deflate,
-// which nbio then accepts (with no context takeover either way).
-func offersDeflate(h http.Header) bool {
-	for _, v := range h.Values("Sec-Websocket-Extensions") {
-		for _, ext := range strings.Split(v, ",") {
-			name, _, _ := strings.Cut(ext, ";")
-			if strings.TrimSpace(name) == "permessage-deflate" {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (g *Gateway) newUpgrader() *websocket.Upgrader {
