@@ -35,6 +35,7 @@ type Config struct {
 	ProfileDir      string
 	NATS            natsbus.Config
 	GCPercent       int
+	BurstGCPercent  int
 	AdminToken      string
 	State           snapshot.Config
 	Webhook         webhook.Config
@@ -107,6 +108,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (Conf
 	fs.StringVar(&c.ProfileDir, "profile-dir", ".", "directory for -profile output")
 	fs.StringVar(&c.State.Dir, "state-dir", "", "directory where topic state (epochs, seqs, history, newest values) is saved on graceful shutdown and loaded at start, so resumes continue across a restart; empty = off (not with -nats)")
 	fs.IntVar(&c.GCPercent, "gc-percent", c.GCPercent, "Go GC target percentage (GOGC); low keeps idle connections cheap in RSS, the push path allocates nothing; ignored when GOGC is set")
+	fs.IntVar(&c.BurstGCPercent, "burst-gc-percent", 0, "Go GC target percentage while a burst of allocation (a connect ramp) is under way, until the trim after it (at most 30s); 0 = 50, negative = off (-gc-percent throughout); ignored when GOGC is set")
 	// Security and admission control (docs/security.md).
 	fs.StringVar(&g.Auth.Secret, "jwt-secret", "", "HS256 secret (≥ 32 bytes): upgrades need a valid JWT (prefer WSPUSH_JWT_SECRET to the flag)")
 	fs.StringVar(&g.Auth.PublicKeyFile, "jwt-public-key", "", "PEM file with an RS256 (RSA) or ES256 (P-256) public key: upgrades need a valid JWT")

@@ -62,15 +62,19 @@ func run(cfg Config, logOut io.Writer) error {
 	log := slog.New(slog.NewTextHandler(logOut, nil))
 	routeNBIOLogs(log)
 	cfg.Gateway.Logger, cfg.NATS.Logger = log, log
+	burstGC := cfg.BurstGCPercent
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercent)
+	} else {
+		burstGC = -1 // GOGC is the operator's: left alone
 	}
 	// After a connect ramp, the heap's free pages go back to the OS at once
 	// (memtrim: −54 B of RSS per idle connection); steady pushing allocates
-	// nothing and never trims.
+	// nothing and never trims. During the ramp the GC runs less often
+	// (-burst-gc-percent).
 	trimCtx, stopTrim := context.WithCancel(context.Background())
 	defer stopTrim()
-	go memtrim.Run(trimCtx, memtrim.Config{})
+	go memtrim.Run(trimCtx, memtrim.Config{BurstGCPercent: burstGC})
 	if cfg.Profile != "" {
 		defer profile.Start(profileMode(cfg.Profile), profile.ProfilePath(cfg.ProfileDir), profile.NoShutdownHook, profile.Quiet).Stop()
 	}

@@ -2,6 +2,8 @@ package memtrim
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,5 +60,103 @@ func TestRunTrimsOnceAfterABurst(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // many periods and gaps, nothing allocated
 	if n := trims.Load(); n != 1 {
 		t.Fatalf("%d trims in all, want 1: a quiet heap was trimmed again", n)
+	}
+}
+
+// fakeRuntime is the GC percent and the allocation counter a controller
+// sees, with a log of what it did.
+type fakeRuntime struct {
+	pct    int
+	allocs uint64
+	log    []string
+}
+
+func (f *fakeRuntime) config(c Config) Config {
+	c.SetGCPercent = func(p int) int {
+		old := f.pct
+		f.pct = p
+		f.log = append(f.log, "gc "+strconv.Itoa(p))
+		return old
+	}
+	c.Trim = func() { f.log = append(f.log, "trim at gc "+strconv.Itoa(f.pct)) }
+	return c.withDefaults()
+}
+
+// run polls k every c.Poll for d, allocating rate bytes per second.
+func (f *fakeRuntime) run(k *controller, now *time.Time, d time.Duration, rate uint64) {
+	for end := now.Add(d); now.Before(end); {
+		*now = now.Add(k.c.Poll)
+		f.allocs += rate * uint64(k.c.Poll) / uint64(time.Second)
+		k.poll(*now, f.allocs)
+	}
+}
+
+// TestBurstRaisesTheGCPercentUntilTheTrim: a connect ramp's allocation
+// raises the GC percent to the burst percent; the program's percent is
+// back before the trim that follows the burst.
+func TestBurstRaisesTheGCPercentUntilTheTrim(t *testing.T) {
+	f := &fakeRuntime{pct: 25}
+	c := f.config(Config{})
+	now := time.Unix(1000, 0)
+	k := newController(c, now, 0, func() uint64 { return f.allocs })
+	f.run(k, &now, 5*time.Second, 64<<10) // steady trickle: nothing
+	if len(f.log) != 0 || f.pct != 25 {
+		t.Fatalf("a trickle of 64 KiB/s: %v, GC percent %d; want nothing done", f.log, f.pct)
+	}
+	f.run(k, &now, 300*time.Millisecond, 50<<20) // a ramp: 50 MiB/s
+	if f.pct != DefaultBurstGCPercent {
+		t.Fatalf("GC percent %d during a burst, want %d (log %v)", f.pct, DefaultBurstGCPercent, f.log)
+	}
+	f.run(k, &now, 2*time.Second, 50<<20)
+	f.run(k, &now, 3*time.Second, 0) // the ramp is over
+	want := []string{"gc " + strconv.Itoa(DefaultBurstGCPercent), "gc 25", "trim at gc 25"}
+	if !slices.Equal(f.log, want) || f.pct != 25 {
+		t.Fatalf("log %v, GC percent %d; want %v and 25", f.log, f.pct, want)
+	}
+	f.log = nil
+	f.run(k, &now, time.Second, 50<<20) // the next ramp raises it again
+	if f.pct != DefaultBurstGCPercent {
+		t.Fatalf("GC percent %d in the second burst, want %d (log %v)", f.pct, DefaultBurstGCPercent, f.log)
+	}
+}
+
+// TestSteadyAllocationKeepsTheBurstPercentAtMostMaxBurst: allocation that
+// does not stop is load, not a burst: the percent goes back after MaxBurst
+// and is not raised again before a trim.
+func TestSteadyAllocationKeepsTheBurstPercentAtMostMaxBurst(t *testing.T) {
+	f := &fakeRuntime{pct: 25}
+	c := f.config(Config{MaxBurst: 5 * time.Second})
+	now := time.Unix(1000, 0)
+	k := newController(c, now, 0, func() uint64 { return f.allocs })
+	f.run(k, &now, 4*time.Second, 8<<20)
+	if f.pct != DefaultBurstGCPercent {
+		t.Fatalf("GC percent %d 4 s into the load, want %d", f.pct, DefaultBurstGCPercent)
+	}
+	f.run(k, &now, 60*time.Second, 8<<20)
+	if want := []string{"gc " + strconv.Itoa(DefaultBurstGCPercent), "gc 25"}; !slices.Equal(f.log, want) || f.pct != 25 {
+		t.Fatalf("a minute of steady allocation: log %v, GC percent %d; want %v and 25", f.log, f.pct, want)
+	}
+}
+
+// TestBurstLeavesAHigherOrOffGCPercent: GOGC=off or a percent above the
+// burst percent is not lowered.
+func TestBurstLeavesAHigherOrOffGCPercent(t *testing.T) {
+	for _, pct := range []int{-1, DefaultBurstGCPercent, 400} {
+		f := &fakeRuntime{pct: pct}
+		c := f.config(Config{})
+		now := time.Unix(1000, 0)
+		k := newController(c, now, 0, func() uint64 { return f.allocs })
+		f.run(k, &now, 3*time.Second, 50<<20)
+		if f.pct != pct {
+			t.Fatalf("GC percent %d: %d during a burst (log %v), want it left alone", pct, f.pct, f.log)
+		}
+	}
+	f := &fakeRuntime{pct: 25}
+	c := f.config(Config{BurstGCPercent: -1})
+	now := time.Unix(1000, 0)
+	k := newController(c, now, 0, func() uint64 { return f.allocs })
+	f.run(k, &now, 3*time.Second, 50<<20)
+	if f.pct != 25 {
+		t.Fatalf("BurstGCPercent -1: GC percent %d during a burst (log %v), want 25", f.pct, f.log)
 	}
 }
