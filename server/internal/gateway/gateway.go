@@ -182,6 +182,7 @@ type Gateway struct {
 	acc      *access
 	frames   *frameguard.Limits // guard.go: every connection's frame checks
 	hooks    *hooks             // hooks.go: the backend hooks
+	exec     *executor          // executor.go: runs nbio's handler jobs
 	reserved atomic.Int64
 	draining atomic.Bool
 	handoff  atomic.Uint64 // see New
@@ -231,6 +232,7 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 		pollers = max(1, nbioCPUs()/2)
 	}
 	sockets := socketsCap(cfg.MaxConns, FileLimit())
+	g.exec = newExecutor(4*nbioCPUs(), cfg.Logger)
 	g.engine = nbhttp.NewEngine(nbhttp.Config{
 		MaxLoad:            max(sockets, nbhttp.DefaultMaxLoad),
 		Network:            "tcp",
@@ -241,6 +243,7 @@ func New(cfg Config, h *hub.Hub, b Bus, m *metrics.Metrics, maxUnsent int) (*Gat
 		IOMod:              nbhttp.IOModNonBlocking,
 		NPoller:            pollers,
 		MaxWriteBufferSize: maxUnsent + writeSlack,
+		ServerExecutor:     g.exec.Execute,
 		Handler:            mux,
 	})
 	g.engine.CheckUtf8 = acceptUTF8 // text and close reasons are checked in guard.go
@@ -355,6 +358,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	err := g.engine.Shutdown(sctx)
+	g.exec.Stop()
 	g.hooks.shutdown()
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("gateway: shutdown: %w", err)
