@@ -2,7 +2,8 @@
 // non-blocking mode that upgrades requests on /ws, answers client messages
 // and hands each connection to the hub. There is no goroutine per
 // connection: nbio's pollers read sockets and parse frames, and message
-// handlers run on nbio's bounded executor.
+// handlers run on the gateway's executor (executor.go: a few long-lived
+// workers behind a bounded queue).
 //
 // # Concurrency contract
 //
