@@ -22,9 +22,10 @@ type Conn struct {
 	frag     []byte // a fragmented message being assembled
 	pending  []byte // frames written before the socket reached the poller
 	closeErr atomic.Pointer[errBox]
-	flags    atomic.Uint32 // flagClosing, flagAnswered
-	Slot     uint32        // the scenario's index for this connection
-	Shard    uint8         // poller index; per-shard accumulators are uncontended
+	hs       atomic.Pointer[dialState] // the upgrade in progress (dialasync.go); nil after it
+	flags    atomic.Uint32             // flagClosing, flagAnswered
+	Slot     uint32                    // the scenario's index for this connection
+	Shard    uint8                     // poller index; per-shard accumulators are uncontended
 	fragging bool
 	early    bool // not registered yet: writes go to pending
 	sse      bool // an SSE stream (sse.go): events, not frames

@@ -1,17 +1,23 @@
-// Package engine is wsload's WebSocket client: it dials with the standard
-// library (so a connection can be bound to a chosen 127.0.0.x source
-// address), does the HTTP/1.1 upgrade itself, and then hands the socket to
-// an nbio poller. There is no goroutine per connection; frames are parsed
-// inline on the poller goroutine by a small client-side parser.
+// Package engine is wsload's WebSocket client. A connection without a
+// chosen source address is dialled on a raw non-blocking socket by nbio
+// and upgraded on its poller (dialasync.go); one bound to a chosen
+// 127.0.0.x source is dialled with the standard library, upgraded on the
+// blocking socket and then handed to an nbio poller (dialSync). There is
+// no goroutine per connection; frames are parsed inline on the poller
+// goroutine by a small client-side parser.
 //
 // Concurrency contract:
 //   - Dial runs on the caller's goroutine (a bounded dialer pool in
-//     wsload). It builds the Conn, feeds any frames that arrived together
-//     with the 101 response to the Handler, publishes the Conn (an atomic
-//     add on Engine.published) and only then registers the socket with the
-//     poller. Every callback loads Engine.published first, which gives the
-//     race detector (and the memory model) the happens-before edge that the
-//     epoll registration gives the hardware.
+//     wsload) and returns when the connection is up or failed. Without a
+//     source it fills the Conn, publishes it (an atomic add on
+//     Engine.published), registers the socket and waits; the poller writes
+//     the request, parses the response and the frames that came with it
+//     and reports (dialasync.go has the states). With a source it does the
+//     upgrade itself, feeds those frames to the Handler, publishes the
+//     Conn and only then registers the socket. Every callback loads
+//     Engine.published first, which gives the race detector (and the
+//     memory model) the happens-before edge that the epoll registration
+//     gives the hardware.
 //   - After registration a Conn's read side (Conn.rest, Conn.frag) is owned
 //     by the poller goroutine that serves its file descriptor; OnMessage is
 //     called there. Shard is fd % Pollers, which is exactly that poller's
@@ -32,11 +38,11 @@
 package engine
 
 import (
-	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -166,6 +172,18 @@ func (e *Engine) onClose(nc *nbio.Conn, err error) {
 	if c == nil {
 		return
 	}
+	if d := c.hs.Load(); d != nil && d.state.Load() != dialUp {
+		// ended during the upgrade: the error is the dial's (reset, EOF,
+		// nbio's dial timeout)
+		switch {
+		case err == nil:
+			err = io.EOF
+		case errors.Is(err, nbio.ErrDialTimeout):
+			err = errDialTimeout
+		}
+		d.finish(dialResult{err: err})
+		return
+	}
 	e.live.Add(-1)
 	if b := c.closeErr.Load(); b != nil {
 		err = b.err
@@ -191,6 +209,16 @@ var ErrBadHandshake = errors.New("engine: bad handshake")
 // of the TCP connect to the parsed 101 response. Frames that arrived with
 // the response are delivered to OnMessage before Dial returns.
 func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
+	if t.Source == nil {
+		return e.dialAsync(t, slot) // dialasync.go
+	}
+	return e.dialSync(t, slot)
+}
+
+// dialSync dials with the standard library, which can bind the socket to
+// a source address first, does the upgrade on the blocking socket and
+// hands it to the poller (a dup of it).
+func (e *Engine) dialSync(t Target, slot uint32) (*Conn, time.Duration, error) {
 	// KeepAlive -1: no kernel keepalive probes. Go's default (15 s) costs
 	// two packets per connection per 15 s, which at a million connections
 	// on one host drowns the loopback in probes; the server's pings are
@@ -262,12 +290,7 @@ func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
 		// answered already, the server closes it first.
 		c.Abort()
 	}
-	now := time.Now().UnixNano()
-	for last := e.lastUp.Load(); now > last; last = e.lastUp.Load() {
-		if e.lastUp.CompareAndSwap(last, now) {
-			break
-		}
-	}
+	e.upgraded()
 	return c, elapsed, nil
 }
 
@@ -288,28 +311,17 @@ func bindNoPort(network, address string, rc syscall.RawConn) error {
 
 const ipBindAddressNoPort = 24 // IP_BIND_ADDRESS_NO_PORT, linux/in.h
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+var bufPool = sync.Pool{New: func() any { b := make([]byte, maxResponseHead); return &b }}
 
 var acceptGUID = []byte("258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
 
 // handshake sends the upgrade request and reads the response headers. It
 // returns the bytes that followed the headers (the first frames).
 func handshake(nc net.Conn, host, path string) ([]byte, error) {
-	var raw [16]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return nil, fmt.Errorf("engine: key: %w", err)
-	}
 	var key [24]byte
-	base64.StdEncoding.Encode(key[:], raw[:])
+	newKey(&key)
 	var req [512]byte
-	b := append(req[:0], "GET "...)
-	b = append(b, path...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, host...)
-	b = append(b, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "...)
-	b = append(b, key[:]...)
-	b = append(b, "\r\n\r\n"...)
-	if _, err := nc.Write(b); err != nil {
+	if _, err := nc.Write(appendUpgradeRequest(req[:0], host, path, key[:])); err != nil {
 		return nil, err
 	}
 	return readResponseHead(nc, func(head []byte) error { return checkResponse(head, key[:]) })
@@ -364,13 +376,15 @@ func checkResponse(h []byte, key []byte) error {
 		}
 		return fmt.Errorf("%w: status %s", ErrBadHandshake, clip(line[9:]))
 	}
-	sum := sha1.Sum(append(append([]byte(nil), key...), acceptGUID...))
-	want := base64.StdEncoding.EncodeToString(sum[:])
+	var in [64]byte
+	sum := sha1.Sum(append(append(in[:0], key...), acceptGUID...))
+	var want [28]byte
+	base64.StdEncoding.Encode(want[:], sum[:])
 	for len(rest) > 0 {
 		line, rest = cutLine(rest)
 		name, val, ok := cutColon(line)
 		if ok && equalFold(name, "sec-websocket-accept") {
-			if string(val) != want {
+			if string(val) != string(want[:]) {
 				return fmt.Errorf("%w: wrong Sec-WebSocket-Accept", ErrBadHandshake)
 			}
 			return nil

@@ -99,6 +99,10 @@ func (e *Engine) onRead(nc *nbio.Conn) {
 // deliver feeds one read to the connection's parser; a protocol error
 // closes it.
 func (e *Engine) deliver(c *Conn, nc *nbio.Conn, data []byte, now int64) {
+	if d := c.hs.Load(); d != nil {
+		e.upgradeRead(c, d, nc, data, now) // dialasync.go
+		return
+	}
 	if err := c.feed(data, now, e.cfg.Handler, e.cfg.MaxMessage); err != nil {
 		c.closeErr.CompareAndSwap(nil, &errBox{err})
 		_ = nc.Close()

@@ -18,12 +18,7 @@ import (
 // after the head (the first events).
 func handshakeSSE(nc net.Conn, host, path string) ([]byte, error) {
 	var req [512]byte
-	b := append(req[:0], "GET "...)
-	b = append(b, path...)
-	b = append(b, " HTTP/1.1\r\nHost: "...)
-	b = append(b, host...)
-	b = append(b, "\r\nAccept: text/event-stream\r\n\r\n"...)
-	if _, err := nc.Write(b); err != nil {
+	if _, err := nc.Write(appendSSERequest(req[:0], host, path)); err != nil {
 		return nil, err
 	}
 	return readResponseHead(nc, checkSSEResponse)

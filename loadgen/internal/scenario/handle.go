@@ -35,6 +35,10 @@ func (r *Run) OnMessage(c *engine.Conn, p []byte, now int64) {
 		r.onMsg(s, st, seq, ts, now)
 		return
 	}
+	if isWelcome(p) { // once per connection: no encoding/json (msgparse.go)
+		s.welcome(st)
+		return
+	}
 	m := &s.scratch
 	if err := wire.ParseServer(p, m); err != nil {
 		s.errs["bad_frame"]++
@@ -43,13 +47,7 @@ func (r *Run) OnMessage(c *engine.Conn, p []byte, now int64) {
 	}
 	switch m.Type {
 	case wire.TypeWelcome:
-		if !st.welcomed {
-			s.welcomes++
-			st.welcomed = true
-		} else {
-			s.errs["extra_welcome"]++
-			s.errCount++
-		}
+		s.welcome(st)
 		return
 	case wire.TypeError:
 		s.errs["server_error:"+m.Code]++
@@ -135,6 +133,17 @@ func (r *Run) onMsg(s *shard, st *connState, seq uint64, ts, now int64) {
 	}
 	s.observe(&st.win, seq)
 	s.record(now - ts)
+}
+
+// welcome counts a connection's welcome; a second one is an error.
+func (s *shard) welcome(st *connState) {
+	if !st.welcomed {
+		s.welcomes++
+		st.welcomed = true
+	} else {
+		s.errs["extra_welcome"]++
+		s.errCount++
+	}
 }
 
 // welcomeCheck counts, once per connection, a message before its welcome.
