@@ -32,7 +32,8 @@ package engine
 // publishes them (Engine.published); after that, the dialState's plain
 // fields (nc before the connected state, head, took) are written by the
 // poller only, and read by Dial after it received the result or won the
-// state. Conn.hs is cleared by the poller once the connection is up.
+// state. The request is built where it is written (onConnected), so that
+// the state a connection keeps while connecting stays small. Conn.hs is cleared by the poller once the connection is up.
 
 import (
 	"encoding/base64"
@@ -69,10 +70,10 @@ type dialState struct {
 	done  chan<- dialResult // the waiting Dial's, capacity 1
 	nc    *nbio.Conn        // set before state connected
 	start int64             // Unix ns at the start of the connect
-	req   []byte            // the request to write once connected
+	host  string            // Host header
+	path  string            // request path
 	head  []byte            // a response head that one read did not hold
 	key   [24]byte          // Sec-WebSocket-Key (WebSocket)
-	buf   [256]byte         // req's storage when it fits
 }
 
 type dialResult struct {
@@ -107,6 +108,8 @@ type waiter struct {
 	t  *time.Timer
 }
 
+var reqBufs = sync.Pool{New: func() any { return new([512]byte) }}
+
 var waiters = sync.Pool{New: func() any {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
@@ -118,19 +121,15 @@ func (e *Engine) dialAsync(t Target, slot uint32) (*Conn, time.Duration, error) 
 	c := &Conn{Slot: slot, sse: e.cfg.SSE}
 	w := waiters.Get().(*waiter)
 	defer waiters.Put(w)
-	d := &dialState{done: w.ch}
-	host, path := t.Host, t.Path
-	if host == "" {
-		host = t.Addr
+	d := &dialState{done: w.ch, host: t.Host, path: t.Path}
+	if d.host == "" {
+		d.host = t.Addr
 	}
-	if path == "" {
-		path = e.cfg.Path
+	if d.path == "" {
+		d.path = e.cfg.Path
 	}
-	if e.cfg.SSE {
-		d.req = appendSSERequest(d.buf[:0], host, path)
-	} else {
+	if !e.cfg.SSE {
 		newKey(&d.key)
-		d.req = appendUpgradeRequest(d.buf[:0], host, path, d.key[:])
 	}
 	w.t.Reset(e.cfg.DialTimeout)
 	d.start = time.Now().UnixNano()
@@ -191,7 +190,16 @@ func (e *Engine) onConnected(c *Conn, d *dialState, nc *nbio.Conn, err error) {
 	}
 	e.published.Add(1) // the executor's writes, for the poller
 	_ = nc.SetNoDelay(true)
-	if _, err := nc.Write(d.req); err != nil {
+	buf := reqBufs.Get().(*[512]byte) // the write makes a local buffer escape
+	var req []byte
+	if c.sse {
+		req = appendSSERequest(buf[:0], d.host, d.path)
+	} else {
+		req = appendUpgradeRequest(buf[:0], d.host, d.path, d.key[:])
+	}
+	_, err = nc.Write(req) // copies what it cannot write now
+	reqBufs.Put(buf)
+	if err != nil {
 		d.finish(dialResult{err: err}) // the failed write closed the socket
 	}
 }

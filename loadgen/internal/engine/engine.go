@@ -252,7 +252,7 @@ func (e *Engine) dialSync(t Target, slot uint32) (*Conn, time.Duration, error) {
 		return nil, 0, err
 	}
 	elapsed := time.Since(start)
-	_ = nc.SetDeadline(time.Time{})
+	// The deadline stays: NBConn closes nc, which stops its timers.
 	nb, err := nbio.NBConn(nc) // dups the fd and closes nc
 	if err != nil {
 		_ = nc.Close()
