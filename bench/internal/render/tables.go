@@ -156,13 +156,18 @@ func writeConnect(b *strings.Builder, f *scenario.File, img string) {
 		fmt.Fprintf(b, "wsload offers connections open loop at %d/s; *busiest second* is the most upgrades completed in one second (capped near the offered rate); *time to all N* has 1 s resolution and includes stragglers.\n\n", offered)
 		b.WriteString("| target | established | handshakes/s (busiest second) | time to all N | connect p50 | connect p99 | busiest second: wspush ÷ target | notes |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
 	} else {
-		fmt.Fprintf(b, "wsload offers %d connections/s open loop from %d worker processes (%d concurrent connects each) on CPU %s and source addresses %s; "+
+		conns := f.Conns
+		for _, r := range f.Connect {
+			conns = r.Conns
+		}
+		fmt.Fprintf(b, "Each run opens %d connections. wsload offers %d connections/s open loop from %d worker processes (%d concurrent connects each) on CPU %s, "+
+			"all from 127.0.0.1 (no `-sources`: wsload's async dial path, and ≤ %d connections so that the kernel's ephemeral-port search stays fast); "+
 			"handshakes/s = connections established ÷ the time from the start of the ramp to the last upgrade (wsload's `connect_last_s`). "+
 			"Server CPU is sampled every 50 ms over that span; wsload's is its per-second series over the seconds of the span ÷ the span (an upper bound). "+
 			"*load core busy* is the share of the load CPU's time that was busy over the span (/proc/stat): wsload plus the kernel's "+
 			"TCP handshake work that loopback runs there in softirq, which wsload's own figure leaves out. "+
 			"A run where wsload used ≥ %.0f %% of its cores, or its core was ≥ %.0f %% busy, is *load-bound*: its rate is wsload's, and no ratio is computed from it. "+
-			"Medians over rounds.\n\n", offered, scenario.ConnectProcs, scenario.ConnectDialers, f.Pinning.Load, scenario.ConnectSources, scenario.LoadCPULimit*100, scenario.LoadCPULimit*100)
+			"Medians over rounds.\n\n", conns, offered, scenario.ConnectProcs, scenario.ConnectDialers, f.Pinning.Load, scenario.ConnectMaxConns, scenario.LoadCPULimit*100, scenario.LoadCPULimit*100)
 		b.WriteString("| target | established | handshakes/s | time to all N | server cores | wsload cores (of its) | load core busy | connect p50 | connect p99 | wspush ÷ target | rounds (/s) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	}
 	rate, p50, p99, peak, est := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string]int64{}
