@@ -4,11 +4,18 @@ package engine
 // nil) is dialled on a raw non-blocking socket by nbio (Engine.DialAsync),
 // registered with its poller once, and upgraded there: the poller writes the
 // upgrade request when the connect completes (onConnected) and parses the
-// response in wsload's own read loop (read.go → upgradeRead). The dialing
-// goroutine only waits for the outcome. Compared with the standard-library
+// response in wsload's own read loop (read.go → upgradeRead). Compared with the standard-library
 // dial (Dial's other path) this leaves out Go's net.Dialer, the runtime
 // netpoller's registration and deregistration, two deadlines, the dup of the
 // socket and two of the three epoll_ctl calls per connection.
+//
+// The dial is callback-based: DialAsync returns once the connect is under
+// way, and its outcome is reported once, through Config.OnDial, on the
+// goroutine that learns it: the poller (the 101, a bad response), nbio's
+// executor (a hang-up during the upgrade), the engine's sweeper (a
+// timeout) or the caller itself (a socket that could not be made). No
+// goroutine is woken per connection. Dial (without a source) is
+// DialAsync plus a wait on a channel, for callers that want to block.
 //
 // A connection being upgraded has a dialState (Conn.hs). Its state decides,
 // once, who reports the outcome:
@@ -16,24 +23,33 @@ package engine
 //	connecting ──onConnected──▶ connected ──101──▶ up
 //	     │                          │
 //	     ├──────────────────────────┴──error, hang-up──▶ failed
-//	     └──────────────────────────┴──Dial's timer──▶ abandoned
+//	     └──────────────────────────┴──sweeper: -timeout──▶ abandoned
 //
-// Up and failed are set by the poller (or nbio's executor, in onClose) and
-// send the one result on the waiter's channel (capacity 1: never blocks);
-// abandoned is set by the waiting Dial when its timer fires first, and then
-// nothing is sent: a connection that completes later is shut down by
-// whoever sees the abandoned state (onConnected, upgradeRead), or by Dial
-// itself when it already knows the socket (connected). A connect that never
+// Up and failed are set by the poller (or nbio's executor, in onClose),
+// abandoned by the sweeper; the one that moves the state reports. A
+// connection that completes after it was abandoned is shut down by whoever
+// sees the abandoned state (onConnected, upgradeRead), or by the sweeper
+// when it already knows the socket (connected). A connect that never
 // completes is closed by nbio's dial timeout (DialAsyncTimeout, the same
-// -timeout), which the connect also clears (and Dial clears again: nbio
-// may arm it after the connect already completed).
+// -timeout). The connect clears that timer, but nbio arms it only after
+// it registered the socket, which may be after the connect completed: the
+// caller (after DialAsyncTimeout returned: dialState.armed) and the poller
+// (after the connected state) each check the other's flag, and at least
+// one of them clears it (clearDialTimer).
 //
-// Ownership: Dial fills the Conn and the dialState before DialAsync and
-// publishes them (Engine.published); after that, the dialState's plain
-// fields (nc before the connected state, head, took) are written by the
-// poller only, and read by Dial after it received the result or won the
-// state. The request is built where it is written (onConnected), so that
-// the state a connection keeps while connecting stays small. Conn.hs is cleared by the poller once the connection is up.
+// Timeouts: the dials in progress are kept in a list in start order
+// (Engine.dialMu guards it and dialState.prev, next, listed); the sweeper
+// goroutine looks at its head every DialTimeout/10 (at most 100 ms) and
+// abandons what is older than DialTimeout. That is two short critical
+// sections per dial instead of a Go timer per dial.
+//
+// Ownership: DialAsync fills the Conn and the dialState before
+// DialAsyncTimeout and publishes them (Engine.published); after that, the
+// dialState's plain fields (nc before the connected state, head) are
+// written by the poller only, and read by others after they won the
+// state or saw it. The request is built where it is written (onConnected),
+// so that the state a connection keeps while connecting stays small.
+// Conn.hs is cleared by the poller once the connection is up.
 
 import (
 	"encoding/base64"
@@ -55,7 +71,7 @@ const (
 	dialConnected         // the connect completed, the request is written
 	dialUp                // the 101 (SSE: the 200) is parsed: reported
 	dialFailed            // reported as an error
-	dialAbandoned         // Dial timed out: nothing is reported
+	dialAbandoned         // the sweeper reported a timeout
 )
 
 // maxResponseHead bounds an upgrade response's head.
@@ -66,14 +82,19 @@ var errDialTimeout = fmt.Errorf("engine: connect and upgrade: %w", os.ErrDeadlin
 
 // dialState is one connection's upgrade in progress.
 type dialState struct {
-	state atomic.Uint32
-	done  chan<- dialResult // the waiting Dial's, capacity 1
-	nc    *nbio.Conn        // set before state connected
-	start int64             // Unix ns at the start of the connect
-	host  string            // Host header
-	path  string            // request path
-	head  []byte            // a response head that one read did not hold
-	key   [24]byte          // Sec-WebSocket-Key (WebSocket)
+	state      atomic.Uint32
+	armed      atomic.Bool     // DialAsyncTimeout returned: nbio's dial timer is set
+	c          *Conn           // the connection being made
+	wait       chan dialResult // Dial's (capacity 1); nil: report to Config.OnDial
+	nc         *nbio.Conn      // set before state connected
+	prev, next *dialState      // Engine.dialMu: the list of dials in progress
+	start      int64           // Unix ns at the start of the connect
+	host       string          // Host header
+	path       string          // request path
+	head       []byte          // a response head that one read did not hold
+	tag        uint32          // the caller's, passed back to OnDial
+	listed     bool            // Engine.dialMu: in the list
+	key        [24]byte        // Sec-WebSocket-Key (WebSocket)
 }
 
 type dialResult struct {
@@ -81,9 +102,9 @@ type dialResult struct {
 	err  error
 }
 
-// finish reports err (nil: up) if nobody reported or abandoned the dial
-// yet; from is the state the caller saw.
-func (d *dialState) finish(res dialResult) bool {
+// finish reports res (err nil: up) if nobody reported or abandoned the
+// dial yet.
+func (e *Engine) finish(d *dialState, res dialResult) bool {
 	to := dialFailed
 	if res.err == nil {
 		to = dialUp
@@ -94,34 +115,64 @@ func (d *dialState) finish(res dialResult) bool {
 			return false
 		}
 		if d.state.CompareAndSwap(s, to) {
-			d.done <- res
+			e.report(d, res)
 			return true
 		}
 	}
 }
 
-// waiter is what a dialing goroutine waits with: a channel for the result
-// and a timer, reused across dials (pooled, so that the scenario's dialer
-// goroutines each end up with one of their own).
-type waiter struct {
-	ch chan dialResult
-	t  *time.Timer
+// report hands the outcome to Dial's channel or to Config.OnDial; the
+// caller moved the state.
+func (e *Engine) report(d *dialState, res dialResult) {
+	e.unlist(d)
+	if d.wait != nil {
+		d.wait <- res // capacity 1, one result: never blocks
+		return
+	}
+	if res.err != nil {
+		e.cfg.OnDial(nil, d.c.Slot, d.tag, 0, res.err)
+		return
+	}
+	e.upgraded()
+	e.cfg.OnDial(d.c, d.c.Slot, d.tag, res.took, nil)
 }
 
 var reqBufs = sync.Pool{New: func() any { return new([512]byte) }}
 
-var waiters = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &waiter{ch: make(chan dialResult, 1), t: t}
-}}
+var waits = sync.Pool{New: func() any { return make(chan dialResult, 1) }}
 
-// dialAsync is Dial without a source address.
+// DialAsync starts connecting one connection to t (without a source
+// address) and returns; the outcome is reported once through
+// Config.OnDial, with tag, on the goroutine that learns it (see above) —
+// possibly before DialAsync returns, on the caller (a socket that could
+// not be made). OnDial must not block. With t.Source set the dial is
+// the standard library's: it runs on the caller, which OnDial then runs
+// on too.
+func (e *Engine) DialAsync(t Target, slot, tag uint32) {
+	if t.Source != nil {
+		c, took, err := e.dialSync(t, slot)
+		e.cfg.OnDial(c, slot, tag, took, err)
+		return
+	}
+	e.startDial(t, slot, tag, nil)
+}
+
+// dialAsync is Dial without a source address: DialAsync and a wait.
 func (e *Engine) dialAsync(t Target, slot uint32) (*Conn, time.Duration, error) {
+	ch := waits.Get().(chan dialResult)
+	d := e.startDial(t, slot, 0, ch)
+	res := <-ch
+	waits.Put(ch)
+	if res.err != nil {
+		return nil, 0, res.err
+	}
+	e.upgraded()
+	return d.c, res.took, nil
+}
+
+func (e *Engine) startDial(t Target, slot, tag uint32, wait chan dialResult) *dialState {
 	c := &Conn{Slot: slot, sse: e.cfg.SSE}
-	w := waiters.Get().(*waiter)
-	defer waiters.Put(w)
-	d := &dialState{done: w.ch, host: t.Host, path: t.Path}
+	d := &dialState{c: c, wait: wait, host: t.Host, path: t.Path, tag: tag}
 	if d.host == "" {
 		d.host = t.Addr
 	}
@@ -131,42 +182,104 @@ func (e *Engine) dialAsync(t Target, slot uint32) (*Conn, time.Duration, error) 
 	if !e.cfg.SSE {
 		newKey(&d.key)
 	}
-	w.t.Reset(e.cfg.DialTimeout)
-	d.start = time.Now().UnixNano()
 	c.hs.Store(d)
+	e.list(d)
 	e.published.Add(1)
 	err := e.nb.DialAsyncTimeout("tcp4", t.Addr, e.cfg.DialTimeout, func(nc *nbio.Conn, err error) {
-		e.onConnected(c, d, nc, err)
+		e.onConnected(d, nc, err)
 	})
 	if err != nil {
-		w.t.Stop()
-		return nil, 0, err
+		e.finish(d, dialResult{err: err})
+		return d
 	}
-	var res dialResult
-	select {
-	case res = <-w.ch:
-		w.t.Stop()
-	case <-w.t.C:
-		if d.state.CompareAndSwap(dialConnecting, dialAbandoned) {
-			return nil, 0, errDialTimeout // nbio's dial timeout closes the socket
+	d.armed.Store(true)
+	if s := d.state.Load(); s == dialConnected || s == dialUp {
+		clearDialTimer(d.nc)
+	}
+	return d
+}
+
+// clearDialTimer stops nbio's dial timeout of a connected socket.
+func clearDialTimer(nc *nbio.Conn) { _ = nc.SetWriteDeadline(time.Time{}) }
+
+// list adds d, starting now, at the tail of the dials in progress.
+func (e *Engine) list(d *dialState) {
+	e.dialMu.Lock()
+	d.start = time.Now().UnixNano()
+	d.listed = true
+	d.prev = e.dialTail
+	if e.dialTail != nil {
+		e.dialTail.next = d
+	} else {
+		e.dialHead = d
+	}
+	e.dialTail = d
+	e.dialMu.Unlock()
+}
+
+// unlist removes d from the dials in progress, if it is there.
+func (e *Engine) unlist(d *dialState) {
+	e.dialMu.Lock()
+	e.unlistLocked(d)
+	e.dialMu.Unlock()
+}
+
+func (e *Engine) unlistLocked(d *dialState) {
+	if !d.listed {
+		return
+	}
+	d.listed = false
+	if d.prev != nil {
+		d.prev.next = d.next
+	} else {
+		e.dialHead = d.next
+	}
+	if d.next != nil {
+		d.next.prev = d.prev
+	} else {
+		e.dialTail = d.prev
+	}
+	d.prev, d.next = nil, nil
+}
+
+// sweeper abandons the dials older than DialTimeout until stop closes.
+func (e *Engine) sweeper(stop <-chan struct{}) {
+	every := min(max(e.cfg.DialTimeout/10, time.Millisecond), 100*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var due []*dialState
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
 		}
-		if d.state.CompareAndSwap(dialConnected, dialAbandoned) {
-			_ = d.nc.SetWriteDeadline(time.Time{})
-			shutdown(d.nc)
-			return nil, 0, errDialTimeout
+		limit := time.Now().UnixNano() - int64(e.cfg.DialTimeout)
+		e.dialMu.Lock()
+		for d := e.dialHead; d != nil && d.start <= limit; d = e.dialHead {
+			e.unlistLocked(d)
+			due = append(due, d)
 		}
-		res = <-w.ch // reported meanwhile
+		e.dialMu.Unlock()
+		for i, d := range due {
+			due[i] = nil
+			e.expire(d)
+		}
+		due = due[:0]
 	}
-	if d.nc != nil {
-		// nbio arms its dial timeout after registering the socket, which
-		// may be after the connect completed and cleared it: clear it.
-		_ = d.nc.SetWriteDeadline(time.Time{})
+}
+
+// expire abandons d, if it is still in progress, and reports the timeout.
+func (e *Engine) expire(d *dialState) {
+	if d.state.CompareAndSwap(dialConnecting, dialAbandoned) {
+		e.report(d, dialResult{err: errDialTimeout}) // nbio's dial timeout closes the socket
+		return
 	}
-	if res.err != nil {
-		return nil, 0, res.err
+	if d.state.CompareAndSwap(dialConnected, dialAbandoned) {
+		clearDialTimer(d.nc)
+		shutdown(d.nc)
+		e.report(d, dialResult{err: errDialTimeout})
 	}
-	e.upgraded()
-	return c, res.took, nil
 }
 
 // onConnected runs when the connect completed (nbio calls it on the
@@ -174,12 +287,13 @@ func (e *Engine) dialAsync(t Target, slot uint32) (*Conn, time.Duration, error) 
 // executor). nbio does not look at the socket's error: a failed connect
 // shows here too, and writing the request reports the error (ECONNREFUSED
 // for a refused one).
-func (e *Engine) onConnected(c *Conn, d *dialState, nc *nbio.Conn, err error) {
+func (e *Engine) onConnected(d *dialState, nc *nbio.Conn, err error) {
 	e.published.Load()
 	if err != nil {
-		d.finish(dialResult{err: err})
+		e.finish(d, dialResult{err: err})
 		return
 	}
+	c := d.c
 	c.nb = nc
 	c.Shard = uint8(nc.Hash() % e.cfg.Pollers)
 	nc.SetSession(c)
@@ -187,6 +301,9 @@ func (e *Engine) onConnected(c *Conn, d *dialState, nc *nbio.Conn, err error) {
 	if !d.state.CompareAndSwap(dialConnecting, dialConnected) {
 		shutdown(nc) // abandoned: the poller closes it
 		return
+	}
+	if d.armed.Load() {
+		clearDialTimer(nc) // armed before the connect completed, or after it
 	}
 	e.published.Add(1) // the executor's writes, for the poller
 	_ = nc.SetNoDelay(true)
@@ -200,7 +317,7 @@ func (e *Engine) onConnected(c *Conn, d *dialState, nc *nbio.Conn, err error) {
 	_, err = nc.Write(req) // copies what it cannot write now
 	reqBufs.Put(buf)
 	if err != nil {
-		d.finish(dialResult{err: err}) // the failed write closed the socket
+		e.finish(d, dialResult{err: err}) // the failed write closed the socket
 	}
 }
 
@@ -214,7 +331,7 @@ func (e *Engine) upgradeRead(c *Conn, d *dialState, nc *nbio.Conn, data []byte, 
 	end := headerEnd(head)
 	if end < 0 {
 		if len(head) >= maxResponseHead {
-			d.finish(dialResult{err: fmt.Errorf("%w: response headers over %d bytes", ErrBadHandshake, maxResponseHead)})
+			e.finish(d, dialResult{err: fmt.Errorf("%w: response headers over %d bytes", ErrBadHandshake, maxResponseHead)})
 			_ = nc.Close()
 			return
 		}
@@ -230,7 +347,7 @@ func (e *Engine) upgradeRead(c *Conn, d *dialState, nc *nbio.Conn, data []byte, 
 		err = checkResponse(head[:end], d.key[:])
 	}
 	if err != nil {
-		d.finish(dialResult{err: err})
+		e.finish(d, dialResult{err: err})
 		_ = nc.Close()
 		return
 	}
@@ -245,7 +362,7 @@ func (e *Engine) upgradeRead(c *Conn, d *dialState, nc *nbio.Conn, data []byte, 
 		e.deliver(c, nc, rest, now)
 	}
 	d.head = nil
-	d.done <- dialResult{took: time.Duration(now - d.start)}
+	e.report(d, dialResult{took: time.Duration(now - d.start)})
 }
 
 // upgraded records the time of the latest successful Dial.

@@ -7,12 +7,14 @@
 // goroutine by a small client-side parser.
 //
 // Concurrency contract:
-//   - Dial runs on the caller's goroutine (a bounded dialer pool in
-//     wsload) and returns when the connection is up or failed. Without a
-//     source it fills the Conn, publishes it (an atomic add on
-//     Engine.published), registers the socket and waits; the poller writes
+//   - DialAsync (no source) fills the Conn, publishes it (an atomic add on
+//     Engine.published), starts the connect and returns; the poller writes
 //     the request, parses the response and the frames that came with it
-//     and reports (dialasync.go has the states). With a source it does the
+//     and reports through Config.OnDial on its own goroutine (or nbio's
+//     executor, or the sweeper goroutine for a timeout: dialasync.go has
+//     the states). Dial runs on the caller's goroutine and returns when
+//     the connection is up or failed; without a source it is DialAsync
+//     and a wait. With a source it does the
 //     upgrade itself, feeds those frames to the Handler, publishes the
 //     Conn and only then registers the socket. Every callback loads
 //     Engine.published first, which gives the race detector (and the
@@ -77,6 +79,13 @@ type Config struct {
 	// SSE reads the server's Server-Sent Events stream (GET, default path
 	// "/sse") instead of upgrading to WebSocket (sse.go).
 	SSE bool
+	// OnDial receives the outcome of each DialAsync (dialasync.go): the
+	// connection (nil on error), the slot and tag DialAsync was given,
+	// the time from the start of the connect to the parsed response, and
+	// the error. It runs on a poller, nbio's executor, the engine's
+	// sweeper or DialAsync's caller, and must not block. Needed only for
+	// DialAsync.
+	OnDial func(c *Conn, slot, tag uint32, took time.Duration, err error)
 	// ReadBatch: a poller that wakes from an idle wait pauses this long
 	// (at most once per ReadBatch) before reading, so that what arrives
 	// meanwhile is read in one batch (read.go); 0 = read at once.
@@ -91,6 +100,11 @@ type Engine struct {
 	published atomic.Uint64 // release/acquire edge between Dial and pollers
 	live      atomic.Int64  // registered, not yet closed
 	lastUp    atomic.Int64  // Unix ns of the latest successful Dial
+
+	dialMu             sync.Mutex // guards the list of dials in progress (dialasync.go)
+	dialHead, dialTail *dialState
+	stopSweep          chan struct{}
+	sweepDone          chan struct{}
 }
 
 // New starts the pollers.
@@ -134,6 +148,8 @@ func New(cfg Config) (*Engine, error) {
 	if err := e.nb.Start(); err != nil {
 		return nil, fmt.Errorf("engine: start pollers: %w", err)
 	}
+	e.stopSweep, e.sweepDone = make(chan struct{}), make(chan struct{})
+	go func() { defer close(e.sweepDone); e.sweeper(e.stopSweep) }()
 	return e, nil
 }
 
@@ -151,8 +167,13 @@ func (e *Engine) LastUpgrade() time.Time {
 // Live is the number of registered connections not yet closed.
 func (e *Engine) Live() int64 { return e.live.Load() }
 
-// Stop closes all connections and stops the pollers.
-func (e *Engine) Stop() { e.nb.Stop() }
+// Stop closes all connections and stops the pollers and the sweeper.
+// Dials still connecting then are not reported.
+func (e *Engine) Stop() {
+	e.nb.Stop()
+	close(e.stopSweep)
+	<-e.sweepDone
+}
 
 func (e *Engine) onData(nc *nbio.Conn, data []byte) {
 	e.published.Load()
@@ -181,7 +202,7 @@ func (e *Engine) onClose(nc *nbio.Conn, err error) {
 		case errors.Is(err, nbio.ErrDialTimeout):
 			err = errDialTimeout
 		}
-		d.finish(dialResult{err: err})
+		e.finish(d, dialResult{err: err})
 		return
 	}
 	e.live.Add(-1)

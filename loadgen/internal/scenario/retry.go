@@ -95,8 +95,9 @@ func (h *retryHeap) Pop() any {
 	return it
 }
 
-// retryLater runs on the dialer whose connect of slot just failed with
-// err (of class class): it schedules the next attempt, if any is left. A
+// retryLater runs where the connect of slot failed with err (of class
+// class: the dialer, or the dial's completion without -sources): it
+// schedules the next attempt, if any is left, without blocking. A
 // reconnect gets at least minReconnectTries.
 func (r *Run) retryLater(ctx context.Context, slot uint32, err error, class string, reconnect bool) {
 	if r.attempts == nil || !retryable(class) || ctx.Err() != nil {
@@ -120,7 +121,14 @@ func (r *Run) retryLater(ctx context.Context, slot uint32, err error, class stri
 	d := retryDelay(int(n), r.cfg.RetryBackoff, ra, rand.Float64())
 	select {
 	case r.retryIn <- retryItem{due: time.Now().Add(d).UnixNano(), slot: slot, reconnect: reconnect, retry: true}:
-	case <-ctx.Done():
+	default:
+		// It runs where the dial completed (a poller, without -sources):
+		// never blocks. The queue has room for every dial in flight and
+		// the retrier empties it, so this is rare; the slot stays empty.
+		r.connMu.Lock()
+		r.dialErrs["retry_queue_full"]++
+		r.errSec++
+		r.connMu.Unlock()
 	}
 }
 

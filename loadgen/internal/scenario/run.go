@@ -4,17 +4,26 @@
 //
 // Concurrency contract:
 //   - Goroutines: one ramp goroutine (emits connection slots on a schedule),
-//     Config.Dialers dialer goroutines (connect, upgrade, register), one
+//     without -sources one redialer (starts the retries and reconnects)
+//     and no goroutine per dial: the ramp and the redialer start each dial
+//     (engine.DialAsync) and its outcome runs the post-dial work (dialed)
+//     on the goroutine that completes it — a poller, nbio's executor or
+//     the engine's sweeper — which must not block there; at most
+//     Config.Dialers dials are in flight (gate.go). With -sources the
+//     dial is the standard library's, blocking: Config.Dialers dialer
+//     goroutines (connect, upgrade, register) do it instead. One
 //     reporter (once a second), with -retries (and in churn) one retrier
 //     (holds slots until their retry or reconnect is due, retry.go), and
 //     for some scenarios one driver (publisher, pinger or churner). All
 //     exit when the run's context ends (after -duration) — but in churn the
 //     dialers and the retrier go on through the grace, serving reconnects,
-//     until drain returns; Run waits for them all before it returns.
+//     until drain returns; Run waits for them all, and for the dials in
+//     flight, before it returns.
 //   - A slot is held by one goroutine at a time (ramp → dialer → retrier
 //     → dialer, or for churn poller → OnClose → redial or retrier →
-//     dialer), handed over by channels; attempts[slot] belongs to its
-//     current holder.
+//     dialer; without -sources the dial's completion stands for the
+//     dialer), handed over by channels or by the engine's publish edge;
+//     attempts[slot] belongs to its current holder.
 //   - shard[i].mu guards everything in shard i: counters, the lag
 //     histograms, the scratch ServerMsg, and the per-connection state of
 //     the connections whose socket is served by poller i (state[slot]). A
@@ -67,6 +76,10 @@ type Run struct {
 	attempts []uint8        // failed connects in a row per slot; nil without -retries (and churn)
 	retryIn  chan retryItem // dialers, OnClose → retrier
 	retryOut chan retryItem // retrier → dialers, unbuffered
+
+	async   bool            // no -sources: callback dials (DialAsync), no dialer pool
+	gate    *gate           // dials in flight (async)
+	dialCtx context.Context // the dialers' context, for completions (async)
 
 	unanswered []closing // churn closes the server has not answered, oldest first (drivers.go)
 
@@ -152,6 +165,8 @@ func New(cfg Config) (*Run, error) {
 		dialErrs: map[string]int64{},
 		pubErrs:  map[string]int64{},
 		mon:      selfmon.New(cfg.Pollers),
+		async:    len(plan.Sources) == 0,
+		gate:     newGate(cfg.Dialers),
 	}
 	for i := range r.shards {
 		r.shards[i].lag, r.shards[i].lagSec = result.NewHist(), result.NewHist()
@@ -179,6 +194,7 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 		DialTimeout:  r.cfg.Timeout,
 		Path:         r.plan.Endpoints[0].Path,
 		Handler:      r,
+		OnDial:       r.onDial,
 		PollerThread: r.mon.SetPollerThread,
 		SSE:          r.cfg.Transport == "sse",
 		ReadBatch:    r.cfg.ReadBatch,
@@ -215,12 +231,34 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 	defer stopDial()
 
 	var wg, dialWG sync.WaitGroup
-	slots := make(chan uint32, 2*r.cfg.Dialers)
-	wg.Add(1)
-	go func() { defer wg.Done(); r.ramp(runCtx, start, slots) }()
-	for range r.cfg.Dialers {
+	r.dialCtx = dialCtx
+	if r.async {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.ramp(runCtx, start, func(slot uint32) bool { return r.issue(runCtx, retryItem{slot: slot}) })
+		}()
 		dialWG.Add(1)
-		go func() { defer dialWG.Done(); r.dialer(dialCtx, slots) }()
+		go func() { defer dialWG.Done(); r.redialer(dialCtx) }()
+	} else {
+		slots := make(chan uint32, 2*r.cfg.Dialers)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(slots)
+			r.ramp(runCtx, start, func(slot uint32) bool {
+				select {
+				case slots <- slot:
+					return true
+				case <-runCtx.Done():
+					return false
+				}
+			})
+		}()
+		for range r.cfg.Dialers {
+			dialWG.Add(1)
+			go func() { defer dialWG.Done(); r.dialer(dialCtx, slots) }()
+		}
 	}
 	if r.attempts != nil {
 		dialWG.Add(1)
@@ -239,6 +277,10 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 	r.drain(ctx)
 	stopDial()
 	dialWG.Wait()
+	if r.async {
+		// every dial is reported within -timeout (the engine's sweeper)
+		r.gate.drain(time.Now().Add(r.cfg.Timeout + time.Second))
+	}
 	r.stopping.Store(true)
 	final := r.eng.Live()
 	r.tailLoss()
@@ -249,9 +291,10 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 
 // ramp emits local slots 0..Conns-1 at cfg.Rate, open loop: the schedule
 // is fixed in advance; when dialers cannot keep up the lateness is
-// recorded (ramp_behind_max_ms) instead of silently slowing down.
-func (r *Run) ramp(ctx context.Context, start time.Time, slots chan<- uint32) {
-	defer close(slots)
+// recorded (ramp_behind_max_ms) instead of silently slowing down. emit
+// hands a slot on (false: ctx ended); it sleeps only while ahead of the
+// schedule by over a millisecond, so it wakes at most once a millisecond.
+func (r *Run) ramp(ctx context.Context, start time.Time, emit func(slot uint32) bool) {
 	step := float64(time.Second) / r.cfg.Rate
 	for j := 0; j < r.cfg.Conns; j++ {
 		due := start.Add(time.Duration(float64(j) * step))
@@ -264,9 +307,7 @@ func (r *Run) ramp(ctx context.Context, start time.Time, slots chan<- uint32) {
 			case <-t.C:
 			}
 		}
-		select {
-		case slots <- uint32(j):
-		case <-ctx.Done():
+		if !emit(uint32(j)) {
 			return
 		}
 		if late := time.Since(due); late > 0 {
@@ -307,17 +348,30 @@ func (r *Run) dialer(ctx context.Context, slots <-chan uint32) {
 // failure is counted and, with -retries or for a reconnect, scheduled for
 // another attempt.
 func (r *Run) dial(ctx context.Context, it retryItem) {
-	slot := it.slot
 	if it.retry {
 		r.retries.Add(1)
 	}
+	c, took, err := r.eng.Dial(r.target(it.slot), it.slot)
+	r.dialed(ctx, it, c, took, err)
+}
+
+// target is where slot's connection goes.
+func (r *Run) target(slot uint32) engine.Target {
 	g := r.cfg.Offset + int(slot)*r.cfg.Stride
 	ep := r.plan.Endpoint(g)
 	tg := engine.Target{Addr: ep.Addr, Host: ep.Host, Source: r.plan.Source(g)}
 	if r.cfg.Transport == "sse" && r.cfg.Scenario == "publish" {
 		tg.Path = sseTopicPath(ep.Path, topicName(r.topicOf(slot))) // the subscription is in the URL
 	}
-	c, took, err := r.eng.Dial(tg, slot)
+	return tg
+}
+
+// dialed is the work after a dial of it.slot ended (c, took; or err): the
+// connect histogram and counters, the error class, the retry, the
+// handle and the subscription. It runs on the dialer (with -sources) or
+// on the goroutine that completed the dial (onDial): it never blocks.
+func (r *Run) dialed(ctx context.Context, it retryItem, c *engine.Conn, took time.Duration, err error) {
+	slot := it.slot
 	r.connMu.Lock()
 	if err != nil {
 		class := engine.Classify(err)
