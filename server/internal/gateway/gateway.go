@@ -319,6 +319,9 @@ func (g *Gateway) bind(network, addr string) error {
 		g.ln = newListener(nil)
 	}
 	g.ln.init(ln)
+	if lc.KeepAlive < 0 && g.cfg.TLSCertFile == "" {
+		g.ln.raw = newRawAcceptor(ln) // rawaccept.go: nil if not possible
+	}
 	return nil
 }
 

@@ -62,23 +62,30 @@ func DefaultMaxConns() int { return MaxConnsFor(FileLimit()) }
 // already there is read first, so that the close is a FIN, not a reset
 // that could destroy the answer.
 func refuseSocket(c net.Conn) {
-	const resp = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n" +
-		"Connection: close\r\nContent-Length: 39\r\n\r\nserver is at its connection limit; retry"
 	if tc, ok := c.(*net.TCPConn); ok {
 		if rc, err := tc.SyscallConn(); err == nil {
-			_ = rc.Control(func(fd uintptr) {
-				_, _ = unix.Write(int(fd), []byte(resp+"\n"))
-				_ = unix.Shutdown(int(fd), unix.SHUT_WR)
-				var buf [4096]byte
-				for i := 0; i < 16; i++ { // at most 64 KiB
-					if n, err := unix.Read(int(fd), buf[:]); n <= 0 || err != nil {
-						break
-					}
-				}
-			})
+			_ = rc.Control(func(fd uintptr) { refuseFD(int(fd)) })
 		}
 	}
 	_ = c.Close()
+}
+
+// refusal503 is the answer to a socket over the cap.
+const refusal503 = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+	"Connection: close\r\nContent-Length: 39\r\n\r\nserver is at its connection limit; retry"
+
+// refuseFD writes refuseSocket's 503 to the socket fd, shuts its write
+// side and reads what the client sent (so that closing does not reset);
+// the caller closes fd.
+func refuseFD(fd int) {
+	_, _ = unix.Write(fd, []byte(refusal503+"\n"))
+	_ = unix.Shutdown(fd, unix.SHUT_WR)
+	var buf [4096]byte
+	for i := 0; i < 16; i++ { // at most 64 KiB
+		if n, err := unix.Read(fd, buf[:]); n <= 0 || err != nil {
+			break
+		}
+	}
 }
 
 // acceptErrors logs failed accepts at most once per acceptLogEvery, with

@@ -39,6 +39,7 @@ type listener struct {
 	open    atomic.Int64 // sockets accepted and not closed
 	refused func()       // counts a 503 (may be nil)
 	errLog  acceptErrors
+	raw     *rawAcceptor // set in bind: accept4 instead of Listener.Accept (rawaccept.go)
 
 	stopOnce  sync.Once
 	closeOnce sync.Once
@@ -75,7 +76,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		_ = p.SetReadDeadline(time.Time{}) // harmless if it closed since
 	}
 	for {
-		c, err := l.Listener.Accept()
+		c, fd, sa, err := l.accept()
 		if err != nil {
 			select {
 			case <-l.stopped:
@@ -89,17 +90,37 @@ func (l *listener) Accept() (net.Conn, error) {
 		l.errLog.ok()
 		if n := l.open.Add(1); l.maxOpen > 0 && n > l.maxOpen {
 			l.open.Add(-1)
-			refuseSocket(c)
+			if c == nil {
+				refuseFD(fd)
+				_ = unix.Close(fd)
+			} else {
+				refuseSocket(c)
+			}
 			if l.refused != nil {
 				l.refused()
 			}
 			continue
+		}
+		if c == nil {
+			c = l.raw.conn(fd, sa)
 		}
 		l.mu.Lock()
 		l.last, l.armed = remoteAddrPort(c), false
 		l.mu.Unlock()
 		return c, nil
 	}
+}
+
+// accept takes the next connection: a Go net.Conn, or with raw accepts
+// (c nil) a descriptor and its remote address (rawaccept.go).
+func (l *listener) accept() (c net.Conn, fd int, sa unix.Sockaddr, err error) {
+	if l.raw != nil {
+		if fd, sa, err = l.raw.accept(); err != nil || fd >= 0 {
+			return nil, fd, sa, err
+		}
+	}
+	c, err = l.Listener.Accept()
+	return c, -1, nil, err
 }
 
 // closedOne is called when an accepted socket has closed.
@@ -118,8 +139,11 @@ func (l *listener) upgraded(c net.Conn) {
 }
 
 func remoteAddrPort(c net.Conn) netip.AddrPort {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+	switch a := c.RemoteAddr().(type) {
+	case *net.TCPAddr:
 		return a.AddrPort()
+	case inet4Addr: // a raw accept's, or packed by compactAddrs
+		return a.addrPort()
 	}
 	return netip.AddrPort{}
 }
