@@ -1,10 +1,12 @@
 package engine
 
 // The fast dial: a connection without a chosen source address (Target.Source
-// nil) is dialled on a raw non-blocking socket by nbio (Engine.DialAsync),
-// registered with its poller once, and upgraded there: the poller writes the
-// upgrade request when the connect completes (onConnected) and parses the
-// response in wsload's own read loop (read.go → upgradeRead). Compared with the standard-library
+// nil) is dialled on a raw non-blocking socket that wsload makes itself and
+// hands to nbio as an *nbio.Conn (rawdial.go; nbio's DialAsyncTimeout when
+// nbio's Conn layout is unknown), registered with its poller once, and
+// upgraded there: the request is written at once (with nbio's dial: when
+// the connect completes, onConnected) and the response parsed in wsload's
+// own read loop (read.go → upgradeRead). Compared with the standard-library
 // dial (Dial's other path) this leaves out Go's net.Dialer, the runtime
 // netpoller's registration and deregistration, two deadlines, the dup of the
 // socket and two of the three epoll_ctl calls per connection.
@@ -20,7 +22,7 @@ package engine
 // A connection being upgraded has a dialState (Conn.hs). Its state decides,
 // once, who reports the outcome:
 //
-//	connecting ──onConnected──▶ connected ──101──▶ up
+//	connecting ──onConnected──▶ connected ──101──▶ up   (raw dial: connected at once)
 //	     │                          │
 //	     ├──────────────────────────┴──error, hang-up──▶ failed
 //	     └──────────────────────────┴──sweeper: -timeout──▶ abandoned
@@ -29,9 +31,10 @@ package engine
 // abandoned by the sweeper; the one that moves the state reports. A
 // connection that completes after it was abandoned is shut down by whoever
 // sees the abandoned state (onConnected, upgradeRead), or by the sweeper
-// when it already knows the socket (connected). A connect that never
-// completes is closed by nbio's dial timeout (DialAsyncTimeout, the same
-// -timeout). The connect clears that timer, but nbio arms it only after
+// when it already knows the socket (connected; on the raw dial always,
+// its shutdown also ends a connect still in progress). With nbio's dial,
+// a connect that never completes is closed by nbio's dial timeout
+// (DialAsyncTimeout, the same -timeout). The connect clears that timer, but nbio arms it only after
 // it registered the socket, which may be after the connect completed: the
 // caller (after DialAsyncTimeout returned: dialState.armed) and the poller
 // (after the connected state) each check the other's flag, and at least
@@ -41,10 +44,11 @@ package engine
 // (Engine.dialMu guards it and dialState.prev, next, listed); the sweeper
 // goroutine looks at its head every DialTimeout/10 (at most 100 ms) and
 // abandons what is older than DialTimeout. That is two short critical
-// sections per dial instead of a Go timer per dial.
+// sections per dial instead of a Go timer per dial (the raw dial has no
+// timer at all).
 //
-// Ownership: DialAsync fills the Conn and the dialState before
-// DialAsyncTimeout and publishes them (Engine.published); after that, the
+// Ownership: DialAsync fills the Conn and the dialState before the
+// connect and publishes them (Engine.published); after that, the
 // dialState's plain fields (nc before the connected state, head) are
 // written by the poller only, and read by others after they won the
 // state or saw it. The request is built where it is written (onConnected),
@@ -185,6 +189,9 @@ func (e *Engine) startDial(t Target, slot, tag uint32, wait chan dialResult) *di
 	c.hs.Store(d)
 	e.list(d)
 	e.published.Add(1)
+	if rawLayout.ok && e.startRaw(d, t.Addr) { // rawdial.go
+		return d
+	}
 	err := e.nb.DialAsyncTimeout("tcp4", t.Addr, e.cfg.DialTimeout, func(nc *nbio.Conn, err error) {
 		e.onConnected(d, nc, err)
 	})
@@ -307,18 +314,23 @@ func (e *Engine) onConnected(d *dialState, nc *nbio.Conn, err error) {
 	}
 	e.published.Add(1) // the executor's writes, for the poller
 	_ = nc.SetNoDelay(true)
+	if err := e.sendRequest(d, nc); err != nil {
+		e.finish(d, dialResult{err: err}) // the failed write closed the socket
+	}
+}
+
+// sendRequest writes the upgrade request (SSE: the GET) on nc.
+func (e *Engine) sendRequest(d *dialState, nc *nbio.Conn) error {
 	buf := reqBufs.Get().(*[512]byte) // the write makes a local buffer escape
 	var req []byte
-	if c.sse {
+	if d.c.sse {
 		req = appendSSERequest(buf[:0], d.host, d.path)
 	} else {
 		req = appendUpgradeRequest(buf[:0], d.host, d.path, d.key[:])
 	}
-	_, err = nc.Write(req) // copies what it cannot write now
+	_, err := nc.Write(req) // copies what it cannot write now
 	reqBufs.Put(buf)
-	if err != nil {
-		e.finish(d, dialResult{err: err}) // the failed write closed the socket
-	}
+	return err
 }
 
 // upgradeRead parses a read of a connection being upgraded, on its poller.

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"bytes"
+	"syscall"
+
+	"github.com/lesismal/nbio"
 	"io"
 	"net"
 	"runtime"
@@ -46,6 +49,24 @@ func cbEngine(t *testing.T, timeout time.Duration, n int) (*Engine, <-chan dialO
 // answers (the sweeper, after DialTimeout). A connection that came up is
 // not closed by nbio's dial timer afterwards.
 func TestDialAsyncReports(t *testing.T) {
+	for _, raw := range []bool{true, false} {
+		name := "raw"
+		if !raw {
+			name = "nbio"
+		}
+		t.Run(name, func(t *testing.T) {
+			if raw && !rawLayout.ok {
+				t.Fatal("nbio.Conn's layout is not the one rawdial.go knows")
+			}
+			saved := rawLayout.ok
+			rawLayout.ok = raw && saved
+			defer func() { rawLayout.ok = saved }()
+			testDialAsyncReports(t)
+		})
+	}
+}
+
+func testDialAsyncReports(t *testing.T) {
 	const n = 200
 	const timeout = 300 * time.Millisecond
 	e, out := cbEngine(t, timeout, n+2)
@@ -146,4 +167,28 @@ func goid() int64 {
 	}
 	id, _ := strconv.ParseInt(string(b), 10, 64)
 	return id
+}
+
+// rawdial.go writes nbio.Conn's descriptor and type: the fields must be
+// there, and a Conn built so must be what nbio itself makes.
+func TestRawDialLayout(t *testing.T) {
+	if !rawLayout.ok {
+		t.Fatal("nbio.Conn has no fd int and typ ConnType fields: the raw dial is off")
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := rawConnect(sockaddr4(ln.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(nc.Hash())
+	if nc.Type() != nbio.ConnTypeTCP || nc.Hash() <= 2 {
+		t.Fatalf("type %d fd %d", nc.Type(), nc.Hash())
+	}
+	if sockaddr4("not-an-address") != nil {
+		t.Fatal("a bad address parsed")
+	}
 }

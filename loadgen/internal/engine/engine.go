@@ -1,6 +1,6 @@
 // Package engine is wsload's WebSocket client. A connection without a
-// chosen source address is dialled on a raw non-blocking socket by nbio
-// and upgraded on its poller (dialasync.go); one bound to a chosen
+// chosen source address is dialled on a raw non-blocking socket handed to
+// nbio (rawdial.go) and upgraded on its poller (dialasync.go); one bound to a chosen
 // 127.0.0.x source is dialled with the standard library, upgraded on the
 // blocking socket and then handed to an nbio poller (dialSync). There is
 // no goroutine per connection; frames are parsed inline on the poller

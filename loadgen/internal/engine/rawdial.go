@@ -1,0 +1,123 @@
+package engine
+
+// The raw dial: on the async path (no source address) wsload makes the
+// socket and starts the connect itself, and hands nbio an *nbio.Conn it
+// built, instead of calling nbio's DialAsyncTimeout. Per connection that
+// leaves out, of nbio's dial: parsing the address string (strings.Split,
+// net.ResolveTCPAddr: the address is parsed once per target here), the
+// two fcntl calls of SetNonblock (socket(2) takes SOCK_NONBLOCK),
+// getsockname and the local address nbio keeps, a Go timer for the dial
+// timeout (the sweeper covers it), the closure, and the write-readiness
+// round trip: nbio registers a dialled socket for EPOLLOUT, calls back
+// when it is writable and re-registers it for reads (epoll_ctl MOD).
+// Here the socket is registered for reads once (Engine.AddConn) and the
+// request written at once: on loopback the connect has completed by the
+// time connect(2) returns; when it has not (a full backlog), the write
+// finds EAGAIN and nbio sends the request when the socket becomes
+// writable, as for any write it could not finish. A failed connect shows
+// as a hang-up (nbio closes, onClose reports) or as the write's error.
+//
+// nbio.Conn's descriptor and type are unexported: they are found by name
+// and type when the package starts (as the server's raw accept does) and
+// written into a new Conn before anything else sees it. If they are not
+// there (another nbio version), every dial takes DialAsyncTimeout;
+// TestRawDialLayout fails then, so the change is seen.
+
+import (
+	"errors"
+	"net"
+	"reflect"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"github.com/lesismal/nbio"
+)
+
+var rawLayout = func() (f struct {
+	fd, typ uintptr
+	ok      bool
+}) {
+	t := reflect.TypeFor[nbio.Conn]()
+	fd, ok1 := t.FieldByName("fd")
+	typ, ok2 := t.FieldByName("typ")
+	if ok1 && ok2 && fd.Type.Kind() == reflect.Int && typ.Type == reflect.TypeFor[nbio.ConnType]() {
+		f.fd, f.typ, f.ok = fd.Offset, typ.Offset, true
+	}
+	return f
+}()
+
+// sockaddrs caches each target address's parsed form (few per run):
+// string → *syscall.SockaddrInet4, or nil when it is not IPv4.
+var sockaddrs sync.Map
+
+func sockaddr4(addr string) *syscall.SockaddrInet4 {
+	if v, ok := sockaddrs.Load(addr); ok {
+		sa, _ := v.(*syscall.SockaddrInet4)
+		return sa
+	}
+	var sa *syscall.SockaddrInet4
+	if a, err := net.ResolveTCPAddr("tcp4", addr); err == nil {
+		if ip4 := a.IP.To4(); ip4 != nil {
+			sa = &syscall.SockaddrInet4{Port: a.Port, Addr: [4]byte(ip4)}
+		}
+	}
+	sockaddrs.Store(addr, sa)
+	return sa
+}
+
+// rawConnect makes a non-blocking TCP socket, starts its connect to sa
+// and returns it as an *nbio.Conn not yet in any poller.
+func rawConnect(sa *syscall.SockaddrInet4) (*nbio.Conn, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	if err := syscall.Connect(fd, sa); err != nil && err != syscall.EINPROGRESS && err != syscall.EINTR {
+		_ = syscall.Close(fd)
+		return nil, err
+	}
+	c := new(nbio.Conn)
+	p := unsafe.Pointer(c)
+	*(*int)(unsafe.Add(p, rawLayout.fd)) = fd
+	*(*nbio.ConnType)(unsafe.Add(p, rawLayout.typ)) = nbio.ConnTypeTCP
+	return c, nil
+}
+
+// startRaw is startDial's raw path for d (listed, published); false when
+// the address is not an IPv4 one (the caller takes nbio's dial then).
+func (e *Engine) startRaw(d *dialState, addr string) bool {
+	sa := sockaddr4(addr)
+	if sa == nil {
+		return false
+	}
+	nc, err := rawConnect(sa)
+	if err != nil {
+		e.finish(d, dialResult{err: err})
+		return true
+	}
+	c := d.c
+	c.nb = nc
+	c.Shard = uint8(nc.Hash() % e.cfg.Pollers)
+	nc.SetSession(c)
+	d.nc = nc
+	if !d.state.CompareAndSwap(dialConnecting, dialConnected) {
+		_ = syscall.Close(nc.Hash()) // abandoned already: not in a poller yet
+		return true
+	}
+	e.published.Add(1)
+	if _, err := e.nb.AddConn(nc); err != nil {
+		// nbio closed it (a descriptor beyond its table, an epoll error);
+		// onClose may have reported it first
+		e.finish(d, dialResult{err: err})
+		return true
+	}
+	// The write runs beside the poller, which may have closed the socket
+	// already (a refused connect's hang-up): then onClose reports the
+	// error the poller saw, not the write's "closed".
+	if err := e.sendRequest(d, nc); err != nil && !errors.Is(err, net.ErrClosed) {
+		e.finish(d, dialResult{err: err}) // the failed write closed the socket
+	}
+	return true
+}
