@@ -27,7 +27,7 @@ func writeFixed(b *strings.Builder, f *scenario.File, img string) {
 		"Server CPU per push = the server process's utime+stime over the steady window ÷ pushes wsload received in it; median over the clean rounds "+
 		"(the server delivered ≥ 95 %% of the offer with lag p99 ≤ 100 ms, no gaps or errors, and wsload was not the limit). "+
 		"A round is *load-bound* when over its window wsload's CPU was ≥ %.0f %% of its core in ≥ %d s (or on average), or its receive backlog "+
-		"(unread bytes in its sockets, `/proc/net/tcp`) grew by more than %.0f ms of the traffic, or its CPU was ≥ %.0f %% busy (`/proc/stat`, softirq and "+
+		"(unread bytes in its sockets, `/proc/net/tcp`) grew by more than %.0f ms of the traffic, or its core was ≥ %.0f %% busy (`/proc/stat`, softirq and "+
 		"other processes included); no ratio is computed from such a round.\n\n",
 		f.Fixed[0].Conns, f.Pinning.Server, scenario.ReadBatch, f.Pinning.Load, scenario.LoadCPULimit*100, scenario.LoadHotSeconds, scenario.BacklogLimitS*1000, scenario.LoadCPULimit*100)
 	var rates []float64
