@@ -300,12 +300,7 @@ func (e *Engine) onConnected(d *dialState, nc *nbio.Conn, err error) {
 		e.finish(d, dialResult{err: err})
 		return
 	}
-	c := d.c
-	c.nb = nc
-	c.Shard = uint8(nc.Hash() % e.cfg.Pollers)
-	nc.SetSession(c)
-	d.nc = nc
-	if !d.state.CompareAndSwap(dialConnecting, dialConnected) {
+	if !d.attach(nc, e.cfg.Pollers) {
 		shutdown(nc) // abandoned: the poller closes it
 		return
 	}
@@ -317,6 +312,18 @@ func (e *Engine) onConnected(d *dialState, nc *nbio.Conn, err error) {
 	if err := e.sendRequest(d, nc); err != nil {
 		e.finish(d, dialResult{err: err}) // the failed write closed the socket
 	}
+}
+
+// attach gives the connected socket nc to the dial's Conn and moves the
+// dial to connected; false: the dial was abandoned (timed out) meanwhile,
+// and nc is the caller's to close.
+func (d *dialState) attach(nc *nbio.Conn, pollers int) bool {
+	c := d.c
+	c.nb = nc
+	c.Shard = uint8(nc.Hash() % pollers)
+	nc.SetSession(c)
+	d.nc = nc
+	return d.state.CompareAndSwap(dialConnecting, dialConnected)
 }
 
 // sendRequest writes the upgrade request (SSE: the GET) on nc.

@@ -97,12 +97,7 @@ func (e *Engine) startRaw(d *dialState, addr string) bool {
 		e.finish(d, dialResult{err: err})
 		return true
 	}
-	c := d.c
-	c.nb = nc
-	c.Shard = uint8(nc.Hash() % e.cfg.Pollers)
-	nc.SetSession(c)
-	d.nc = nc
-	if !d.state.CompareAndSwap(dialConnecting, dialConnected) {
+	if !d.attach(nc, e.cfg.Pollers) {
 		_ = syscall.Close(nc.Hash()) // abandoned already: not in a poller yet
 		return true
 	}
