@@ -53,8 +53,13 @@ func packAddr(a net.Addr) (net.Addr, bool) {
 	if ip4 == nil {
 		return nil, false
 	}
-	v := uint64(ip4[0])<<24 | uint64(ip4[1])<<16 | uint64(ip4[2])<<8 | uint64(ip4[3])
-	return inet4Addr(v<<16 | uint64(ta.Port)), true
+	return pack4([4]byte(ip4), uint16(ta.Port)), true
+}
+
+// pack4 is the packed form of an IPv4 address and port.
+func pack4(ip [4]byte, port uint16) inet4Addr {
+	v := uint64(ip[0])<<24 | uint64(ip[1])<<16 | uint64(ip[2])<<8 | uint64(ip[3])
+	return inet4Addr(v<<16 | uint64(port))
 }
 
 // nbioAddrFields are the offsets of nbio.Conn's lAddr and rAddr; ok is

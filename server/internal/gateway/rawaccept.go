@@ -41,21 +41,17 @@ import (
 // TestRawAcceptLayout fails then, so the change is seen.
 
 var rawLayout = func() (f struct {
-	fd, typ, l, r uintptr
-	ok            bool
+	fd, typ uintptr
+	ok      bool
 }) {
 	t := reflect.TypeFor[nbio.Conn]()
-	addr := reflect.TypeFor[net.Addr]()
 	fd, ok1 := t.FieldByName("fd")
 	typ, ok2 := t.FieldByName("typ")
-	l, ok3 := t.FieldByName("lAddr")
-	r, ok4 := t.FieldByName("rAddr")
-	if ok1 && ok2 && ok3 && ok4 && fd.Type.Kind() == reflect.Int && typ.Type == reflect.TypeFor[nbio.ConnType]() &&
-		l.Type == addr && r.Type == addr {
-		f.fd, f.typ, f.l, f.r, f.ok = fd.Offset, typ.Offset, l.Offset, r.Offset, true
+	if ok1 && ok2 && fd.Type.Kind() == reflect.Int && typ.Type == reflect.TypeFor[nbio.ConnType]() && nbioAddrFields.ok {
+		f.fd, f.typ, f.ok = fd.Offset, typ.Offset, true
 	}
 	return f
-}()
+}() // the addresses' offsets are nbioAddrFields' (addrs.go)
 
 // rawAcceptor accepts on a Go TCP listener's socket with accept4.
 type rawAcceptor struct {
@@ -115,8 +111,7 @@ func (a *rawAcceptor) conn(fd int, sa unix.Sockaddr) *nbio.Conn {
 	var remote net.Addr
 	switch sa := sa.(type) {
 	case *unix.SockaddrInet4:
-		v := uint64(sa.Addr[0])<<24 | uint64(sa.Addr[1])<<16 | uint64(sa.Addr[2])<<8 | uint64(sa.Addr[3])
-		remote = inet4Addr(v<<16 | uint64(uint16(sa.Port)))
+		remote = pack4(sa.Addr, uint16(sa.Port))
 	case *unix.SockaddrInet6:
 		ip := make(net.IP, net.IPv6len)
 		copy(ip, sa.Addr[:])
@@ -126,8 +121,8 @@ func (a *rawAcceptor) conn(fd int, sa unix.Sockaddr) *nbio.Conn {
 	p := unsafe.Pointer(c)
 	*(*int)(unsafe.Add(p, rawLayout.fd)) = fd
 	*(*nbio.ConnType)(unsafe.Add(p, rawLayout.typ)) = nbio.ConnTypeTCP
-	*(*net.Addr)(unsafe.Add(p, rawLayout.l)) = a.local
-	*(*net.Addr)(unsafe.Add(p, rawLayout.r)) = remote
+	*(*net.Addr)(unsafe.Add(p, nbioAddrFields.l)) = a.local
+	*(*net.Addr)(unsafe.Add(p, nbioAddrFields.r)) = remote
 	return c
 }
 
