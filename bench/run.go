@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"wspush/bench/internal/cpuquota"
 	"wspush/bench/internal/env"
 	"wspush/bench/internal/scenario"
 	"wspush/bench/internal/target"
@@ -30,6 +31,7 @@ type runConfig struct {
 	steps       int
 	serverCPUs  string
 	loadCPUs    string
+	serverCores float64
 	noBuild     bool
 	quietBelow  float64
 	quietWait   time.Duration
@@ -50,6 +52,7 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.steps, "steps", 0, "bisection steps of the ticks search (default 4 quick, 5 full)")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "0", "taskset -c for servers")
 	fs.StringVar(&c.loadCPUs, "load-cpus", "1", "taskset -c for wsload")
+	fs.Float64Var(&c.serverCores, "server-cores", 0.5, "cap each target's CPU at this many cores in the ticks search (cgroup CFS limit; needs root; 0 = no cap): wsload keeps twice the server's CPU, so the target saturates first")
 	fs.BoolVar(&c.noBuild, "no-build", false, "do not go build the binaries first")
 	fs.Float64Var(&c.quietBelow, "quiet-below", 0.5, "before each trial wait until other processes use less than this many cores (0 = don't wait)")
 	fs.DurationVar(&c.quietWait, "quiet-wait", 30*time.Second, "longest wait for -quiet-below")
@@ -87,6 +90,13 @@ func cmdRun(ctx context.Context, args []string) error {
 		return err
 	}
 	e.ServerCPUs, e.LoadCPUs = c.serverCPUs, c.loadCPUs
+	if c.serverCores > 0 && strings.Contains(","+c.scenarios+",", ",ticks,") {
+		if err := cpuquota.Available(); err != nil {
+			e.Log("no CPU cap for the ticks search (%v): it runs uncapped, and a target faster than wsload shows as load-bound", err)
+			c.serverCores = 0
+		}
+	}
+	e.ServerQuota = c.serverCores
 	e.QuietBelow, e.QuietWait = c.quietBelow, c.quietWait
 	e.RetryUnderLoad = c.full // quick stays within its 5 minutes
 	e.Conns, e.Rate, e.Rounds, e.Steps = c.conns, c.rate, c.rounds, c.steps
@@ -98,7 +108,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	t0 := time.Now()
 	for _, sc := range strings.Split(c.scenarios, ",") {
 		f := &scenario.File{Schema: scenario.Schema, Scenario: sc, Mode: mode, Started: time.Now().UTC(), Env: info,
-			Pinning: scenario.Pinning{Server: e.ServerCPUs, Load: e.LoadCPUs}, Conns: e.Conns, Rate: e.Rate, Rounds: e.Rounds, Targets: e.Targets}
+			Pinning: scenario.Pinning{Server: e.ServerCPUs, Load: e.LoadCPUs, ServerQuota: e.ServerQuota}, Conns: e.Conns, Rate: e.Rate, Rounds: e.Rounds, Targets: e.Targets}
 		var err error
 		switch sc {
 		case "fixed":

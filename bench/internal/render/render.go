@@ -124,13 +124,18 @@ func writeMethod(b *strings.Builder) {
   own figure leaves the softirq work out). A load-bound trial's figures are wsload's limit:
   they are shown as "load-bound, not the server's figure" and no ratio is computed from them. wsload runs
   with ` + "`-read-batch 1ms`" + ` (docs/loadgen.md), which adds at most 1 ms to the lag it measures.
-* **ticks**: at N connections, a geometric bisection of the push interval between 2 s and 50 ms; a trial
-  passes when, over the steady window after the ramp, lag p99 (receive − ` + "`due`" + `, merged per-second
-  HdrHistograms of wsload) ≤ 100 ms, zero gaps, zero errors/disconnects and all N connections held. The
-  result is the delivered push rate of the shortest passing interval; server CPU per push is the server
-  process's utime+stime over the window divided by pushes delivered. *censored* = nothing failed (the limit
-  lies beyond 50 ms); a best trial that was load-bound (above) gives no ratio. The search is secondary to
-  **fixed**: at saturation the server and wsload share the machine's two cores.
+* **ticks** (saturation): at N connections, a geometric bisection of the push interval between 2 s and 50 ms,
+  with every target's CPU capped at ` + "`-server-cores`" + ` (0.5 by default: a cgroup CFS limit, 10 ms period, on
+  top of the pinning) while wsload keeps its whole core, so the target runs out of CPU well before the load
+  generator does (uncapped, the floor's best rate took ~91 % of the load core). A trial passes when, over the
+  steady window, lag p99 (receive − ` + "`due`" + `, merged per-second HdrHistograms of wsload) ≤ 100 ms, ≥ 95 % of
+  the offer delivered, zero gaps, zero errors/disconnects and all N connections held. The steady window
+  starts once every connection is open plus one interval, and once the target is on time again (lag p99
+  ≤ 100 ms in two seconds running, waited for at most 15 s: a target may fall behind while the ramp's
+  handshakes share its CPU with the pushes) — the same rule for every target; the wait is shown as
+  "settled". The result is the delivered push rate of the shortest passing interval; server CPU per push is
+  the server's utime+stime over the window divided by pushes delivered, sampled every second. *censored* =
+  nothing failed (the limit lies beyond 50 ms); a best trial that was load-bound (above) gives no ratio.
 * **idle**: push interval 1 h; one wsload holds N1 connections, a second adds N2−N1. Server RSS
   (/proc/PID/status VmRSS) and kernel Slab (/proc/meminfo) are read at both plateaus; per connection =
   slope (N2−N1). Slab counts *both* ends of each loopback connection (server and client socket).

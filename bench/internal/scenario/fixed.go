@@ -55,7 +55,7 @@ func Fixed(ctx context.Context, e *Env) ([]FixedResult, error) {
 					idx[key] = i
 					out = append(out, FixedResult{Target: name, Conns: conns, IntervalMS: ms(d), OfferedRate: float64(conns) / d.Seconds(), KeptUp: true})
 				}
-				tr, err := ticksTrial(ctx, e, name, conns, d, fmt.Sprintf("fixed-%s-%.0f-%d", name, ms(d), round))
+				tr, err := ticksTrial(ctx, e, name, conns, d, 0, fmt.Sprintf("fixed-%s-%.0f-%d", name, ms(d), round))
 				if err != nil {
 					if ctx.Err() != nil {
 						return out, err

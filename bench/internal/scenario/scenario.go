@@ -35,7 +35,11 @@ type Env struct {
 	Rate       int      // connection ramp, per second
 	Rounds     int      // repetitions of each measurement (A B A B)
 	Steps      int      // bisection steps of the ticks search
-	Log        func(format string, args ...any)
+	// ServerQuota caps each target's CPU in the ticks search (cores, a
+	// cgroup limit; 0 = none) so that the target saturates well before
+	// wsload, which has a whole core; the fixed-rate trials run uncapped.
+	ServerQuota float64
+	Log         func(format string, args ...any)
 	// QuietBelow and QuietWait gate every trial: before starting, wait up
 	// to QuietWait until the machine's busy CPU (nothing of ours runs
 	// then) is below QuietBelow cores. 0 disables the gate.
@@ -198,4 +202,7 @@ func (s coresSample) busyUntil(end coresSample) float64 {
 type Pinning struct {
 	Server string `json:"server_cpus"`
 	Load   string `json:"load_cpus"`
+	// ServerQuota is the cap on each target's CPU in the ticks search
+	// (cores; 0 = none).
+	ServerQuota float64 `json:"server_cpu_quota_cores,omitempty"`
 }

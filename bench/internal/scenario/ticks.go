@@ -49,9 +49,17 @@ type TickTrial struct {
 	// and whether it was the limit (then CPUPerPush is not the server's).
 	Load LoadCheck `json:"load"`
 	// WsloadCPUPerMsg is wsload's CPU per message received over the window.
-	WsloadCPUPerMsg float64         `json:"wsload_cpu_us_per_msg"`
-	ServerRSS       int64           `json:"server_rss_bytes"`
-	Wsload          json.RawMessage `json:"wsload"`
+	WsloadCPUPerMsg float64 `json:"wsload_cpu_us_per_msg"`
+	ServerRSS       int64   `json:"server_rss_bytes"`
+	// QuotaCores is the cap on the server's CPU (cores) in this trial, 0
+	// for none; Throttled the share of the cap's periods in the window in
+	// which the server wanted more.
+	QuotaCores float64 `json:"server_cpu_quota_cores,omitempty"`
+	Throttled  float64 `json:"server_throttled_share,omitempty"`
+	// SettleS is how many seconds after the ramp the target took to be on
+	// time (Settle); the steady window starts then.
+	SettleS int             `json:"settle_s"`
+	Wsload  json.RawMessage `json:"wsload"`
 }
 
 // TicksResult is the search outcome of one target.
@@ -105,8 +113,8 @@ func Ticks(ctx context.Context, e *Env) ([]TicksResult, error) {
 				e.logf("ticks %-8s interval %6.0fms failed with %.2f cores of other load; once more", name, ms(d), tr.Foreign())
 				tr.Retried = true
 			}
-			e.logf("ticks %-8s interval %6.0fms offered %7.0f/s → pass=%v delivered %7.0f/s lag p99 %.1fms gaps %d cpu %.2f cores %.2fµs/push (wsload %.2f cores %.2fµs/msg, machine %.2f, load-bound %v %s) %s",
-				name, ms(d), tr.OfferedRate, tr.Pass, tr.Steady.MsgsPerSec, tr.Steady.LagP99MS, tr.Steady.Gaps, tr.ServerCores, tr.CPUPerPush, tr.WsloadCores, tr.WsloadCPUPerMsg, tr.MachineCores, tr.Load.Bound, tr.Load.Why, tr.Why)
+			e.logf("ticks %-8s interval %6.0fms offered %7.0f/s → pass=%v delivered %7.0f/s lag p99 %.1fms gaps %d settled +%ds cpu %.2f cores (cap %.2g, throttled %.0f%%) %.2fµs/push (wsload %.2f cores %.2fµs/msg, load core %.0f%%, machine %.2f, load-bound %v %s) %s",
+				name, ms(d), tr.OfferedRate, tr.Pass, tr.Steady.MsgsPerSec, tr.Steady.LagP99MS, tr.Steady.Gaps, tr.SettleS, tr.ServerCores, tr.QuotaCores, 100*tr.Throttled, tr.CPUPerPush, tr.WsloadCores, tr.WsloadCPUPerMsg, 100*tr.Load.LoadCoresBusy, tr.MachineCores, tr.Load.Bound, tr.Load.Why, tr.Why)
 			searches[i].Record(d, tr.Pass)
 			results[i].Trials = append(results[i].Trials, *tr)
 		}
@@ -143,13 +151,15 @@ const ReadBatch = "1ms"
 // TicksTrial runs one target at one push interval with e.Conns
 // connections and judges it.
 func TicksTrial(ctx context.Context, e *Env, name string, interval time.Duration, stem string) (*TickTrial, error) {
-	return ticksTrial(ctx, e, name, e.Conns, interval, stem)
+	return ticksTrial(ctx, e, name, e.Conns, interval, e.ServerQuota, stem)
 }
 
-func ticksTrial(ctx context.Context, e *Env, name string, conns int, interval time.Duration, stem string) (*TickTrial, error) {
-	tr := &TickTrial{Target: name, IntervalMS: ms(interval), OfferedRate: float64(conns) / interval.Seconds()}
+func ticksTrial(ctx context.Context, e *Env, name string, conns int, interval time.Duration, quota float64, stem string) (*TickTrial, error) {
+	tr := &TickTrial{Target: name, IntervalMS: ms(interval), OfferedRate: float64(conns) / interval.Seconds(), QuotaCores: quota}
 	tr.ForeignBefore = e.waitQuiet(ctx)
-	run, err := target.Start(ctx, e.spec(name, interval))
+	spec := e.spec(name, interval)
+	spec.CPUQuota = quota
+	run, err := target.Start(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -157,32 +167,17 @@ func ticksTrial(ctx context.Context, e *Env, name string, conns int, interval ti
 	ramp := float64(conns) / float64(e.Rate)
 	from := int(math.Ceil(ramp)) + 2 + int(math.Ceil(interval.Seconds()))
 	hold := max(6*time.Second, 4*interval)
-	// slack: under load the ramp runs late; the window starts after it
-	dur := time.Duration(from+3+int(ramp/2))*time.Second + hold
+	// slack: under load the ramp runs late; the window starts after it and
+	// after the target has caught up (Settle)
+	dur := time.Duration(from+3+int(ramp/2)+MaxSettleS)*time.Second + hold
 
-	// sample the server's CPU over the steady window while wsload runs
-	type cpuSample struct {
-		cores, machine, loadBusy float64
-		backlog0, backlog1       int64
-		err                      error
-	}
-	cpuc := make(chan cpuSample, 1)
+	// sample the server's CPU, the load CPUs and wsload's backlog every
+	// second while wsload runs; the window is chosen afterwards
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-sctx.Done():
-			cpuc <- cpuSample{err: sctx.Err()}
-			return
-		case <-time.After(time.Duration(from) * time.Second):
-		}
-		win := hold - time.Second
-		ports := run.Ports()
-		b0 := RxBacklog(ports)
-		l0 := e.loadCoresSample()
-		c, m, err := cpuAndMachine(sctx, run.PIDs(), win)
-		cpuc <- cpuSample{cores: c, machine: m, loadBusy: l0.busyUntil(e.loadCoresSample()), backlog0: b0, backlog1: RxBacklog(ports), err: err}
-	}()
+	samplesc := make(chan []sample, 1)
+	t0 := time.Now()
+	go func() { samplesc <- e.sampleTrial(sctx, run, t0, from-1) }()
 	res, err := wsload.Run(ctx, e.Root, wsload.Args{
 		Scenario: "ticks", CPUs: e.LoadCPUs, OutDir: e.WorkDir, Name: stem, Duration: dur,
 		Flags: []string{"-conns", strconv.Itoa(conns), "-rate", strconv.Itoa(e.Rate), "-url", run.URL(), "-read-batch", ReadBatch},
@@ -192,31 +187,35 @@ func ticksTrial(ctx context.Context, e *Env, name string, conns int, interval ti
 	}
 	tr.ServerRSS, _ = procstat.SumRSS(run.PIDs())
 	cancel()
-	cs := <-cpuc
+	samples := <-samplesc
 	tr.Wsload = loadRaw(res.Raw)
 	// the steady window starts once every connection is open (plus a settle
-	// second and one interval), however late the ramp ran
+	// second and one interval), however late the ramp ran, and once the
+	// target is on time (Settle)
 	if full := FirstFull(res.Series, conns); full > 0 {
 		from = max(from, full+1+int(math.Ceil(interval.Seconds())))
 	}
-	st, err := wsload.SteadyState(res.Result, from)
+	start := Settle(res.Series, from)
+	tr.SettleS = start - from
+	st, err := wsload.SteadyState(res.Result, start)
 	if err != nil {
 		return nil, err
 	}
 	tr.Steady = st
-	if cs.err == nil {
-		tr.ServerCores, tr.MachineCores = cs.cores, cs.machine
+	// series second T covers (T-1, T] of wsload's clock
+	w := window(samples, float64(st.FromT-1), float64(st.ToT))
+	if w.ok {
+		tr.ServerCores, tr.MachineCores = w.server, w.machine
 		if st.MsgsPerSec > 0 {
-			tr.CPUPerPush = cs.cores / st.MsgsPerSec * 1e6
+			tr.CPUPerPush = w.server / st.MsgsPerSec * 1e6
+		}
+		if w.quotaOK {
+			tr.Throttled = w.quota.ThrottledShare()
 		}
 	}
-	b0, b1 := cs.backlog0, cs.backlog1
-	if cs.err != nil {
-		b0, b1 = -1, -1
-	}
-	tr.Load = NewLoadCheck(res.Result, st.FromT, st.ToT, b0, b1, st.MsgsPerSec)
-	if cs.err == nil {
-		tr.Load.LoadCoresBusy = cs.loadBusy
+	tr.Load = NewLoadCheck(res.Result, st.FromT, st.ToT, w.backlog0, w.backlog1, st.MsgsPerSec)
+	if w.ok {
+		tr.Load.LoadCoresBusy = w.loadBusy
 		tr.Load.Judge()
 	}
 	tr.WsloadCores = tr.Load.CPUMean

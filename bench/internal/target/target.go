@@ -1,6 +1,7 @@
 // Package target starts and stops the servers wsbench measures — wspush
 // and the peers in bench/peers — as one or more processes, each pinned to
-// CPUs with taskset, in its own process group, on consecutive ports.
+// CPUs with taskset and optionally capped together at a number of cores
+// (cpuquota), in its own process group, on consecutive ports.
 //
 // Concurrency: a Running is owned by the goroutine that started it; Stop
 // may be called from any goroutine and more than once. The package-level
@@ -22,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"wspush/bench/internal/cpuquota"
 )
 
 // Names of the targets, in the order they are measured.
@@ -44,13 +47,26 @@ type Spec struct {
 	CPUs      string        // taskset -c list; "" = not pinned
 	Extra     []string      // more flags (wspush: e.g. -profile cpu)
 	LogDir    string        // stdout+stderr of each process go to LogDir/<name>-<i>.log
+	// CPUQuota caps the CPU time of all the processes together at this
+	// many cores (a cgroup CFS limit, cpuquota); 0 = no cap.
+	CPUQuota float64
 }
 
 // Running is a started target.
 type Running struct {
 	Spec  Spec
 	procs []*exec.Cmd
+	quota *cpuquota.Group // nil without Spec.CPUQuota
 	once  sync.Once
+}
+
+// QuotaStat is the CPU cap's accounting so far (ok false without a cap).
+func (r *Running) QuotaStat() (s cpuquota.Stat, ok bool) {
+	if r.quota == nil {
+		return s, false
+	}
+	s, err := r.quota.Stat()
+	return s, err == nil
 }
 
 // PIDs are the server processes (taskset execs, so these are the servers).
@@ -158,6 +174,13 @@ func Start(ctx context.Context, s Spec) (*Running, error) {
 		s.Procs = 1
 	}
 	r := &Running{Spec: s}
+	if s.CPUQuota > 0 {
+		g, err := cpuquota.New("wsbench-"+s.Name, s.CPUQuota, 0)
+		if err != nil {
+			return nil, fmt.Errorf("wsbench: %s: cap of %g cores: %w", s.Name, s.CPUQuota, err)
+		}
+		r.quota = g
+	}
 	for i := 0; i < s.Procs; i++ {
 		argv, err := s.Args(i)
 		if err != nil {
@@ -169,6 +192,13 @@ func Start(ctx context.Context, s Spec) (*Running, error) {
 			return nil, err
 		}
 		r.procs = append(r.procs, cmd)
+		if r.quota != nil {
+			// taskset execs the server in place: the pid is the server's
+			if err := r.quota.Add(cmd.Process.Pid); err != nil {
+				r.Stop(2 * time.Second)
+				return nil, fmt.Errorf("wsbench: %s: %w", s.Name, err)
+			}
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for i := 0; i < s.Procs; i++ {
@@ -231,6 +261,9 @@ func (r *Running) Stop(grace time.Duration) {
 		deadline := time.Now().Add(grace)
 		for _, c := range r.procs {
 			Reap(c, time.Until(deadline))
+		}
+		if r.quota != nil {
+			_ = r.quota.Close()
 		}
 	})
 }
