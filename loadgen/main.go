@@ -122,6 +122,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (cfg scenario.Conf
 	fs.StringVar(&out, "out", "", "write result.json (schema wsload/v1) here")
 	fs.IntVar(&cfg.Pollers, "pollers", 1, "nbio poller goroutines per process")
 	fs.DurationVar(&cfg.ReadBatch, "read-batch", 0, "a poller woken from an idle wait pauses this long (0..10ms) before reading, to read what arrives meanwhile in one batch: fewer wake-ups per message, at most this much more lag; 0 = read at once")
+	fs.BoolVar(&cfg.StdDial, "std-dial", false, "dial every connection with Go's net.Dialer on dialer goroutines (the old path, for comparison) instead of wsload's raw non-blocking dial")
 	fs.IntVar(&cfg.Dialers, "dialers", 64, "concurrent connects per process")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "connect + upgrade timeout")
 	fs.DurationVar(&cfg.Grace, "grace", 3*time.Second, "after -duration, wait up to this long for in-flight messages (publish, churn, echo)")

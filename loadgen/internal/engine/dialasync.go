@@ -1,7 +1,7 @@
 package engine
 
-// The fast dial: a connection without a chosen source address (Target.Source
-// nil) is dialled on a raw non-blocking socket that wsload makes itself and
+// The fast dial: a connection to an IPv4 address (with or without a source
+// address, Target.Source) is dialled on a raw non-blocking socket that wsload makes itself and
 // hands to nbio as an *nbio.Conn (rawdial.go; nbio's DialAsyncTimeout when
 // nbio's Conn layout is unknown), registered with its poller once, and
 // upgraded there: the request is written at once (with nbio's dial: when
@@ -16,8 +16,10 @@ package engine
 // goroutine that learns it: the poller (the 101, a bad response), nbio's
 // executor (a hang-up during the upgrade), the engine's sweeper (a
 // timeout) or the caller itself (a socket that could not be made). No
-// goroutine is woken per connection. Dial (without a source) is
-// DialAsync plus a wait on a channel, for callers that want to block.
+// goroutine is woken per connection. Dial is DialAsync plus a wait on a
+// channel, for callers that want to block. nbio's own dial cannot bind a
+// source address: with a source and no raw dial, both take the
+// standard-library dial.
 //
 // A connection being upgraded has a dialState (Conn.hs). Its state decides,
 // once, who reports the outcome:
@@ -149,11 +151,11 @@ var waits = sync.Pool{New: func() any { return make(chan dialResult, 1) }}
 // address) and returns; the outcome is reported once through
 // Config.OnDial, with tag, on the goroutine that learns it (see above) —
 // possibly before DialAsync returns, on the caller (a socket that could
-// not be made). OnDial must not block. With t.Source set the dial is
-// the standard library's: it runs on the caller, which OnDial then runs
-// on too.
+// not be made). OnDial must not block. When t cannot take that path
+// (CanDialAsync), the dial is the standard library's: it runs on the
+// caller, which OnDial then runs on too.
 func (e *Engine) DialAsync(t Target, slot, tag uint32) {
-	if t.Source != nil {
+	if !e.CanDialAsync(t) {
 		c, took, err := e.dialSync(t, slot)
 		e.cfg.OnDial(c, slot, tag, took, err)
 		return
@@ -161,7 +163,7 @@ func (e *Engine) DialAsync(t Target, slot, tag uint32) {
 	e.startDial(t, slot, tag, nil)
 }
 
-// dialAsync is Dial without a source address: DialAsync and a wait.
+// dialAsync is Dial on the fast path: DialAsync and a wait.
 func (e *Engine) dialAsync(t Target, slot uint32) (*Conn, time.Duration, error) {
 	ch := waits.Get().(chan dialResult)
 	d := e.startDial(t, slot, 0, ch)
@@ -189,7 +191,7 @@ func (e *Engine) startDial(t Target, slot, tag uint32, wait chan dialResult) *di
 	c.hs.Store(d)
 	e.list(d)
 	e.published.Add(1)
-	if rawLayout.ok && e.startRaw(d, t.Addr) { // rawdial.go
+	if e.startRaw(d, t) { // rawdial.go
 		return d
 	}
 	err := e.nb.DialAsyncTimeout("tcp4", t.Addr, e.cfg.DialTimeout, func(nc *nbio.Conn, err error) {

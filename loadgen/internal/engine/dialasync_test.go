@@ -14,12 +14,13 @@ import (
 	"time"
 )
 
-// paths: every upgrade test runs on the fast dial (no source) and on the
-// standard-library one (a source address).
+// paths: every upgrade test runs on the fast dial without a source, on
+// the raw dial bound to a source and on the standard-library dial.
 var paths = []struct {
 	name string
 	src  net.IP
-}{{"async", nil}, {"sync", net.IPv4(127, 0, 0, 1)}}
+	std  bool
+}{{"async", nil, false}, {"raw-source", net.IPv4(127, 0, 0, 1), false}, {"std", net.IPv4(127, 0, 0, 1), true}}
 
 // scriptServer serves each connection with serve, after reading its
 // request; accept is the Sec-WebSocket-Accept for the request's key.
@@ -56,7 +57,7 @@ func scriptServer(t *testing.T, serve func(c net.Conn, accept string)) string {
 // test whose dials all fail before reaching the poller, on the sync path)
 // spins in epoll_wait forever and Stop never returns. A dial that hangs
 // up after the connect needs the poller.
-func newEngine(t *testing.T, h Handler, timeout time.Duration) *Engine {
+func newEngine(t *testing.T, h Handler, timeout time.Duration, std bool) *Engine {
 	t.Helper()
 	e, err := New(Config{Handler: h, DialTimeout: timeout, Pollers: 1})
 	if err != nil {
@@ -67,6 +68,7 @@ func newEngine(t *testing.T, h Handler, timeout time.Duration) *Engine {
 	if _, _, err := e.Dial(Target{Addr: addr}, 0); Classify(err) != ClassReset {
 		t.Fatalf("warm-up dial: %v", err)
 	}
+	e.cfg.StdDial = std // after the warm-up, which must reach the poller; nothing else runs yet
 	return e
 }
 
@@ -83,7 +85,7 @@ func TestUpgradeInTwoPieces(t *testing.T) {
 				_, _ = c.Read(make([]byte, 64)) // until the client hangs up
 			})
 			h := &rec{}
-			e := newEngine(t, h, 5*time.Second)
+			e := newEngine(t, h, 5*time.Second, p.std)
 			c, took, err := e.Dial(Target{Addr: addr, Source: p.src}, 7)
 			if err != nil {
 				t.Fatal(err)
@@ -108,7 +110,7 @@ func TestUpgradeInTwoPieces(t *testing.T) {
 func TestUpgradeErrors(t *testing.T) {
 	for _, p := range paths {
 		t.Run(p.name, func(t *testing.T) {
-			e := newEngine(t, nopHandler{}, 5*time.Second)
+			e := newEngine(t, nopHandler{}, 5*time.Second, p.std)
 			for _, c := range []struct {
 				name, resp, class string
 			}{
@@ -155,7 +157,7 @@ func TestUpgradeTimeout(t *testing.T) {
 				_, err := c.Read(make([]byte, 64))
 				eof <- err
 			})
-			e := newEngine(t, nopHandler{}, 200*time.Millisecond)
+			e := newEngine(t, nopHandler{}, 200*time.Millisecond, p.std)
 			start := time.Now()
 			_, _, err := e.Dial(Target{Addr: addr, Source: p.src}, 0)
 			if Classify(err) != ClassTimeout {
@@ -186,7 +188,7 @@ func TestConnectTimeout(t *testing.T) {
 	}
 	sa, _ := syscall.Getsockname(fd)
 	addr := (&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*syscall.SockaddrInet4).Port}).String()
-	e := newEngine(t, nopHandler{}, 200*time.Millisecond)
+	e := newEngine(t, nopHandler{}, 200*time.Millisecond, false)
 	timeouts := 0
 	for range 4 { // the first one or two fill the accept queue
 		if _, _, err := e.Dial(Target{Addr: addr}, 0); Classify(err) == ClassTimeout {
@@ -298,7 +300,7 @@ func rawUpgrader(t *testing.T) string {
 // standard-library path 40 or more.
 func TestDialAllocs(t *testing.T) {
 	addr := rawUpgrader(t)
-	e := newEngine(t, nopHandler{}, 5*time.Second)
+	e := newEngine(t, nopHandler{}, 5*time.Second, false)
 	conns := make([]*Conn, 0, 256)
 	allocs := testing.AllocsPerRun(200, func() {
 		c, _, err := e.Dial(Target{Addr: addr}, 0)

@@ -180,7 +180,7 @@ func TestRawDialLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	nc, err := rawConnect(sockaddr4(ln.Addr().String()))
+	nc, err := rawConnect(sockaddr4(ln.Addr().String()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,5 +190,36 @@ func TestRawDialLayout(t *testing.T) {
 	}
 	if sockaddr4("not-an-address") != nil {
 		t.Fatal("a bad address parsed")
+	}
+}
+
+// With a source address the dial is the raw one too (no standard-library
+// dial, no dialer goroutine) and binds the socket there: the server sees
+// each connection come from its source.
+func TestRawDialBindsSource(t *testing.T) {
+	from := make(chan string, 2)
+	addr := scriptServer(t, func(c net.Conn, accept string) {
+		from <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+accept+"\r\n\r\n")
+		_, _ = c.Read(make([]byte, 64)) // until the client hangs up
+	})
+	e := newEngine(t, nopHandler{}, 5*time.Second, false)
+	for _, src := range []net.IP{net.IPv4(127, 0, 0, 3), net.IPv4(127, 0, 0, 4)} {
+		tg := Target{Addr: addr, Source: src}
+		if !e.CanDialAsync(tg) {
+			t.Fatalf("a dial from %v would take the standard-library path", src)
+		}
+		c, _, err := e.Dial(tg, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := <-from; got != src.String() {
+			t.Errorf("the server saw the connection from %s, want %s", got, src)
+		}
+		c.Abort()
+	}
+	std := &Engine{cfg: Config{StdDial: true}} // not started: an nbio engine stopped before its poller ran spins
+	if std.CanDialAsync(Target{Addr: addr}) || std.CanDialAsync(Target{Addr: addr, Source: net.IPv4(127, 0, 0, 3)}) {
+		t.Error("StdDial: a dial would still take the callback path")
 	}
 }

@@ -90,6 +90,12 @@ type Config struct {
 	// (at most once per ReadBatch) before reading, so that what arrives
 	// meanwhile is read in one batch (read.go); 0 = read at once.
 	ReadBatch time.Duration
+	// StdDial dials every connection with the standard library's
+	// net.Dialer (blocking, on the caller), as wsload did before its raw
+	// dial: to compare the two, and the path taken anyway where the raw
+	// dial cannot be (IPv6, an unknown nbio layout) and a source address
+	// is set.
+	StdDial bool
 }
 
 // Engine owns the nbio pollers of one wsload process.
@@ -230,14 +236,14 @@ var ErrBadHandshake = errors.New("engine: bad handshake")
 // of the TCP connect to the parsed 101 response. Frames that arrived with
 // the response are delivered to OnMessage before Dial returns.
 func (e *Engine) Dial(t Target, slot uint32) (*Conn, time.Duration, error) {
-	if t.Source == nil {
+	if e.CanDialAsync(t) {
 		return e.dialAsync(t, slot) // dialasync.go
 	}
 	return e.dialSync(t, slot)
 }
 
-// dialSync dials with the standard library, which can bind the socket to
-// a source address first, does the upgrade on the blocking socket and
+// dialSync dials with the standard library (a source address where the
+// raw dial cannot be taken: nbio's own dial cannot bind one), does the upgrade on the blocking socket and
 // hands it to the poller (a dup of it).
 func (e *Engine) dialSync(t Target, slot uint32) (*Conn, time.Duration, error) {
 	// KeepAlive -1: no kernel keepalive probes. Go's default (15 s) costs

@@ -1,7 +1,7 @@
 package engine
 
-// The raw dial: on the async path (no source address) wsload makes the
-// socket and starts the connect itself, and hands nbio an *nbio.Conn it
+// The raw dial: on the async path wsload makes the socket (binds it to the
+// source address, if one is set) and starts the connect itself, and hands nbio an *nbio.Conn it
 // built, instead of calling nbio's DialAsyncTimeout. Per connection that
 // leaves out, of nbio's dial: parsing the address string (strings.Split,
 // net.ResolveTCPAddr: the address is parsed once per target here), the
@@ -66,14 +66,46 @@ func sockaddr4(addr string) *syscall.SockaddrInet4 {
 	return sa
 }
 
-// rawConnect makes a non-blocking TCP socket, starts its connect to sa
-// and returns it as an *nbio.Conn not yet in any poller.
-func rawConnect(sa *syscall.SockaddrInet4) (*nbio.Conn, error) {
+// source4 is t.Source as a bind address (port 0: chosen at connect
+// time, IP_BIND_ADDRESS_NO_PORT), or nil for none.
+func source4(ip net.IP) *syscall.SockaddrInet4 {
+	if ip == nil {
+		return nil
+	}
+	return &syscall.SockaddrInet4{Addr: [4]byte(ip.To4())}
+}
+
+// rawOK says whether t can take the raw dial: not StdDial, nbio's layout
+// is known, the address is IPv4 and so is the source, if any.
+func (e *Engine) rawOK(t Target) bool {
+	return !e.cfg.StdDial && rawLayout.ok && sockaddr4(t.Addr) != nil && (t.Source == nil || t.Source.To4() != nil)
+}
+
+// CanDialAsync says whether a dial to t takes the callback path (DialAsync
+// returns at once, the outcome comes through Config.OnDial on the
+// goroutine that learns it): the raw dial, or nbio's when no source is
+// set. Otherwise the dial is the standard library's, on the caller.
+func (e *Engine) CanDialAsync(t Target) bool {
+	return !e.cfg.StdDial && (t.Source == nil || e.rawOK(t))
+}
+
+// rawConnect makes a non-blocking TCP socket, binds it to src when set
+// (its port chosen by connect, per destination, as bindNoPort does for the
+// standard-library dial), starts its connect to sa and returns it as an
+// *nbio.Conn not yet in any poller.
+func rawConnect(sa, src *syscall.SockaddrInet4) (*nbio.Conn, error) {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	if src != nil {
+		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_IP, ipBindAddressNoPort, 1) // older kernels lack it: not fatal
+		if err := syscall.Bind(fd, src); err != nil {
+			_ = syscall.Close(fd)
+			return nil, err
+		}
+	}
 	if err := syscall.Connect(fd, sa); err != nil && err != syscall.EINPROGRESS && err != syscall.EINTR {
 		_ = syscall.Close(fd)
 		return nil, err
@@ -85,14 +117,13 @@ func rawConnect(sa *syscall.SockaddrInet4) (*nbio.Conn, error) {
 	return c, nil
 }
 
-// startRaw is startDial's raw path for d (listed, published); false when
-// the address is not an IPv4 one (the caller takes nbio's dial then).
-func (e *Engine) startRaw(d *dialState, addr string) bool {
-	sa := sockaddr4(addr)
-	if sa == nil {
+// startRaw is startDial's raw path for d (listed, published) to t; false
+// when t cannot take it (rawOK; the caller takes nbio's dial then).
+func (e *Engine) startRaw(d *dialState, t Target) bool {
+	if !e.rawOK(t) {
 		return false
 	}
-	nc, err := rawConnect(sa)
+	nc, err := rawConnect(sockaddr4(t.Addr), source4(t.Source))
 	if err != nil {
 		e.finish(d, dialResult{err: err})
 		return true

@@ -32,6 +32,9 @@ type Config struct {
 	// reading, so what arrives meanwhile is read in one batch (engine
 	// Config.ReadBatch); 0 = read at once.
 	ReadBatch time.Duration `json:"read_batch,omitempty"`
+	// StdDial dials with the standard library on -dialers goroutines
+	// instead of the engine's raw callback dial (engine.Config.StdDial).
+	StdDial bool `json:"std_dial,omitempty"`
 
 	Topics  int     `json:"topics"`
 	PubRate float64 `json:"pub_rate"` // publishes per second (whole run)

@@ -1,6 +1,7 @@
 package scenario
 
-// The async dial path (no -sources): no dialer goroutines. The ramp and
+// The async dial path (the default, with or without -sources; not with
+// -std-dial): no dialer goroutines. The ramp and
 // the redialer start each dial (issue → engine.DialAsync) and take a
 // place in the gate first, blocking only while -dialers dials are in
 // flight; the engine reports the outcome through onDial on the goroutine

@@ -26,19 +26,25 @@ func runGoroutines() int {
 	return n
 }
 
-// Without -sources a dial needs no goroutine: with -dialers 1000 the
-// run has a handful of goroutines of its own (a dialer pool would be a
-// thousand), and every connection is counted once, in the connect
-// histogram too, with its welcome.
+// A dial needs no goroutine, with or without -sources (the raw dial binds
+// the source): with -dialers 1000 the run has a handful of goroutines of
+// its own (a dialer pool would be a thousand), and every connection is
+// counted once, in the connect histogram too, with its welcome.
 func TestAsyncDialsNoGoroutineEach(t *testing.T) {
 	// not parallel: it samples every goroutine's stack
+	for _, sources := range []string{"", "127.0.0.2-127.0.0.4"} {
+		t.Run("sources="+sources, func(t *testing.T) { asyncDialsNoGoroutineEach(t, sources) })
+	}
+}
+
+func asyncDialsNoGoroutineEach(t *testing.T, sources string) {
 	const conns = 400
 	var most atomic.Int64
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	res, _ := runWithHook(t, "connect", []fakews.Step{{Welcome: true}}, fakews.Options{}, conns,
 		func(_ *fakews.Server, c *Config) {
-			c.Dialers, c.Rate, c.Duration = 1000, 4000, time.Second
+			c.Dialers, c.Rate, c.Duration, c.Sources = 1000, 4000, time.Second, sources
 		},
 		func(*fakews.Server) {
 			tk := time.NewTicker(10 * time.Millisecond)
@@ -124,12 +130,12 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// With -sources the dials are the standard library's, on the dialer
-// goroutines: the same counts.
-func TestSyncDialsWithSources(t *testing.T) {
+// With -std-dial the dials are the standard library's, on the dialer
+// goroutines, from the sources: the same counts.
+func TestStdDialsWithSources(t *testing.T) {
 	t.Parallel()
 	const conns = 30
-	res, _ := run(t, "connect", []fakews.Step{{Welcome: true}}, conns, func(c *Config) { c.Sources = "127.0.0.1" })
+	res, _ := run(t, "connect", []fakews.Step{{Welcome: true}}, conns, func(c *Config) { c.Sources, c.StdDial = "127.0.0.1-127.0.0.2", true })
 	eq(t, "established", res.ConnsEstablished, int64(conns))
 	eq(t, "connect histogram", res.ConnectMS.Count, int64(conns))
 	eq(t, "welcomes", res.Welcomes, int64(conns))

@@ -96,7 +96,7 @@ func (h *retryHeap) Pop() any {
 }
 
 // retryLater runs where the connect of slot failed with err (of class
-// class: the dialer, or the dial's completion without -sources): it
+// class: the dialer, or the dial's completion on the callback dial): it
 // schedules the next attempt, if any is left, without blocking. A
 // reconnect gets at least minReconnectTries.
 func (r *Run) retryLater(ctx context.Context, slot uint32, err error, class string, reconnect bool) {
@@ -122,7 +122,7 @@ func (r *Run) retryLater(ctx context.Context, slot uint32, err error, class stri
 	select {
 	case r.retryIn <- retryItem{due: time.Now().Add(d).UnixNano(), slot: slot, reconnect: reconnect, retry: true}:
 	default:
-		// It runs where the dial completed (a poller, without -sources):
+		// It runs where the dial completed (a poller, on the callback dial):
 		// never blocks. The queue has room for every dial in flight and
 		// the retrier empties it, so this is rare; the slot stays empty.
 		r.connMu.Lock()

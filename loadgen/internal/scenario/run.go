@@ -4,14 +4,15 @@
 //
 // Concurrency contract:
 //   - Goroutines: one ramp goroutine (emits connection slots on a schedule),
-//     without -sources one redialer (starts the retries and reconnects)
+//     on the callback dial (the default) one redialer (starts the retries and reconnects)
 //     and no goroutine per dial: the ramp and the redialer start each dial
 //     (engine.DialAsync) and its outcome runs the post-dial work (dialed)
 //     on the goroutine that completes it — a poller, nbio's executor or
 //     the engine's sweeper — which must not block there; at most
-//     Config.Dialers dials are in flight (gate.go). With -sources the
-//     dial is the standard library's, blocking: Config.Dialers dialer
-//     goroutines (connect, upgrade, register) do it instead. One
+//     Config.Dialers dials are in flight (gate.go). With -std-dial (or
+//     where the raw dial cannot be taken: IPv6 with -sources) the dial is
+//     the standard library's, blocking: Config.Dialers dialer goroutines
+//     (connect, upgrade, register) do it instead. One
 //     reporter (once a second), with -retries (and in churn) one retrier
 //     (holds slots until their retry or reconnect is due, retry.go), and
 //     for some scenarios one driver (publisher, pinger or churner). All
@@ -21,7 +22,7 @@
 //     flight, before it returns.
 //   - A slot is held by one goroutine at a time (ramp → dialer → retrier
 //     → dialer, or for churn poller → OnClose → redial or retrier →
-//     dialer; without -sources the dial's completion stands for the
+//     dialer; on the callback dial the dial's completion stands for the
 //     dialer), handed over by channels or by the engine's publish edge;
 //     attempts[slot] belongs to its current holder.
 //   - shard[i].mu guards everything in shard i: counters, the lag
@@ -77,7 +78,7 @@ type Run struct {
 	retryIn  chan retryItem // dialers, OnClose → retrier
 	retryOut chan retryItem // retrier → dialers, unbuffered
 
-	async   bool            // no -sources: callback dials (DialAsync), no dialer pool
+	async   bool            // callback dials (DialAsync), no dialer pool; set by Execute (engine.CanDialAsync)
 	gate    *gate           // dials in flight (async)
 	dialCtx context.Context // the dialers' context, for completions (async)
 
@@ -165,7 +166,6 @@ func New(cfg Config) (*Run, error) {
 		dialErrs: map[string]int64{},
 		pubErrs:  map[string]int64{},
 		mon:      selfmon.New(cfg.Pollers),
-		async:    len(plan.Sources) == 0,
 		gate:     newGate(cfg.Dialers),
 	}
 	for i := range r.shards {
@@ -198,9 +198,16 @@ func (r *Run) Execute(ctx context.Context) (*result.Result, error) {
 		PollerThread: r.mon.SetPollerThread,
 		SSE:          r.cfg.Transport == "sse",
 		ReadBatch:    r.cfg.ReadBatch,
+		StdDial:      r.cfg.StdDial,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("wsload: %w", err)
+	}
+	// every dial of the run takes the engine's callback path (the raw dial
+	// binds -sources too), or none: then dialer goroutines do them
+	r.async = true
+	for _, ep := range r.plan.Endpoints {
+		r.async = r.async && eng.CanDialAsync(engine.Target{Addr: ep.Addr, Source: r.plan.Source(0)})
 	}
 	r.eng = eng
 	if !r.cfg.StartAt.IsZero() {
@@ -368,7 +375,7 @@ func (r *Run) target(slot uint32) engine.Target {
 
 // dialed is the work after a dial of it.slot ended (c, took; or err): the
 // connect histogram and counters, the error class, the retry, the
-// handle and the subscription. It runs on the dialer (with -sources) or
+// handle and the subscription. It runs on the dialer (standard dial) or
 // on the goroutine that completed the dial (onDial): it never blocks.
 func (r *Run) dialed(ctx context.Context, it retryItem, c *engine.Conn, took time.Duration, err error) {
 	slot := it.slot
