@@ -98,8 +98,14 @@ func writeBcast1M(b *strings.Builder, files []*scenario.File) {
 			mach += x.MachineCPUS
 		}
 		if mach > 0 {
-			fmt.Fprintf(b, "- %s %s, CPU over the broadcast windows: servers %.0f %%, wsload %.0f %%, the rest %.0f %% (kernel work outside both — softirq — and other processes on the box)\n",
-				r.Config.Target, f.Started.UTC().Format("15:04"), 100*srv/mach, 100*wl/mach, 100*(mach-srv-wl)/mach)
+			rest := fmt.Sprintf("the rest %.0f %% (kernel work outside both — softirq — and other processes on the box)", 100*(mach-srv-wl)/mach)
+			if srv+wl > mach {
+				// wsload's CPU comes from its per-second series, whose seconds
+				// do not line up exactly with the machine's window
+				rest = fmt.Sprintf("the rest ≈ 0 (the two add up to %.0f %% of the machine's: their samples span slightly different seconds)", 100*(srv+wl)/mach)
+			}
+			fmt.Fprintf(b, "- %s %s, CPU over the broadcast windows: servers %.0f %%, wsload %.0f %%, %s\n",
+				r.Config.Target, f.Started.UTC().Format("15:04"), 100*srv/mach, 100*wl/mach, rest)
 		}
 	}
 	if fl := last["floor"]; fl > 0 {

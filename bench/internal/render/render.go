@@ -144,7 +144,7 @@ func writeMethod(b *strings.Builder) {
   their welcome; then one ` + "`POST /v1/broadcast`" + ` at a time; latency = arrival at each client − POST sent.
   The client is one process on one core, so large-N latencies include its own read time (alike for all).
 * **connect**: wsload ` + "`connect`" + ` opens min(N, 12,000) connections at 40,000/s offered open loop, from 2 worker
-  processes on the load core, without ` + "`-sources`" + ` (wsload's async dial; past ~14k connections from one source to
+  processes on the load core, without ` + "`-sources`" + ` (past ~14k connections from one source to
   one destination the kernel's ephemeral-port search gets slow); handshakes/s = established ÷ the time from the ramp's start to
   the last upgrade (wsload ` + "`connect_last_s`" + `, µs resolution); ` + "`connect_ms`" + ` = TCP connect + upgrade. The server's
   CPU over that span (sampled every 50 ms), wsload's and the load CPU's busy share (` + "`/proc/stat`" + `) tell who was

@@ -176,7 +176,7 @@ func writeConnect(b *strings.Builder, f *scenario.File, img string) {
 			conns = r.Conns
 		}
 		fmt.Fprintf(b, "Each run opens %d connections. wsload offers %d connections/s open loop from %d worker processes (%d concurrent connects each) on CPU %s, "+
-			"all from 127.0.0.1 (no `-sources`: wsload's async dial path, and ≤ %d connections so that the kernel's ephemeral-port search stays fast); "+
+			"all from 127.0.0.1 (no `-sources`, and ≤ %d connections so that the kernel's ephemeral-port search stays fast); "+
 			"handshakes/s = connections established ÷ the time from the start of the ramp to the last upgrade (wsload's `connect_last_s`). "+
 			"Server CPU is sampled every 50 ms over that span; wsload's is its per-second series over the seconds of the span ÷ the span (an upper bound). "+
 			"*load core busy* is the share of the load CPU's time that was busy over the span (/proc/stat): wsload plus the kernel's "+

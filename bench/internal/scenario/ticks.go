@@ -242,7 +242,7 @@ func judge(res *result.Result, st wsload.Steady, conns int, offered float64) (bo
 		return false, fmt.Sprintf("%d gaps", res.Gaps)
 	case errs > 0:
 		return false, fmt.Sprintf("%d errors/disconnects", errs)
-	case st.WindowS < 3:
+	case st.WindowS < MinWindowS:
 		return false, fmt.Sprintf("steady window only %.0f s (ramp too slow)", st.WindowS)
 	case st.MsgsPerSec < MinDelivered*offered:
 		return false, fmt.Sprintf("delivered %.0f/s of %.0f/s offered", st.MsgsPerSec, offered)

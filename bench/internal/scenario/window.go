@@ -14,6 +14,9 @@ import (
 // target to be on time before its steady window starts (Settle).
 const MaxSettleS = 15
 
+// MinWindowS is the shortest steady window judge accepts.
+const MinWindowS = 3
+
 // backlogEvery is how often (seconds) the sampler reads wsload's receive
 // backlog: /proc/net/tcp with 40,000 sockets costs the machine tens of
 // milliseconds, too much for every second.
@@ -109,7 +112,8 @@ func window(ss []sample, from, to float64) over {
 // while connections were still being opened (handshakes and pushes share
 // its CPU) catches up after the ramp; the steady window, which measures
 // what the target sustains, starts once it has. It waits at most
-// MaxSettleS seconds: a target still late then is judged late.
+// MaxSettleS seconds, and leaves at least MinWindowS seconds of the run
+// after it: a target still late then is judged on its late seconds.
 func Settle(series []result.Second, from int) int {
 	onTime := func(s result.Second) bool { return s.Msgs > 0 && s.LagP99 <= MaxLagP99MS }
 	for i := 0; i+1 < len(series); i++ {
@@ -124,5 +128,9 @@ func Settle(series []result.Second, from int) int {
 			return s.T
 		}
 	}
-	return from + MaxSettleS
+	last := from
+	if len(series) > 0 {
+		last = series[len(series)-1].T
+	}
+	return max(from, min(from+MaxSettleS, last+1-MinWindowS))
 }

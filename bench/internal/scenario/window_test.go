@@ -51,6 +51,8 @@ func TestSettle(t *testing.T) {
 			}
 			return l
 		}(), from + MaxSettleS},
+		{"never on time, and the run ends before the limit: its last seconds", []float64{500, 500, 500, 500, 500, 500, 500}, from + 7 - MinWindowS},
+		{"the run ends before from", []float64{}, from},
 	} {
 		if got := Settle(lagSeries(from, c.lags...), from); got != c.want {
 			t.Errorf("%s: Settle = %d, want %d", c.name, got, c.want)
