@@ -161,7 +161,9 @@ Running it:
 ` + "```" + `
 make build
 bin/wsbench -quick                   # = wsbench run -quick: ticks at 5k, every target, ≤ 5 min
-bin/wsbench -full                    # ticks, idle, broadcast, connect at 19k, 2 rounds (~20–30 min)
+bin/wsbench -full                    # fixed, ticks, idle, broadcast, connect at 19k, 2 rounds (~45–60 min)
+bin/wsbench run -full -scenarios ticks -server-cores 0.5   # the saturation search alone (needs root for the cgroup; 0 = uncapped)
+bin/wsbench bcast1m -target floor    # one broadcast at a time to 1M clients (then -target wspush; ~7 min each, ≥ 16 GiB free)
 bin/wsbench onemillion               # 1M connections to 60 wspush processes (~8 min, ≥ 16 GiB free)
 bin/wsbench cluster                  # 2 publishes, one a minute, to 1M clients over 60 wspush nodes joined by NATS (~8 min, ≥ 16 GiB free)
 bin/wsbench report -o docs/benchmarks.md bench/results/*.json   # re-render only
