@@ -32,6 +32,9 @@ type runConfig struct {
 	serverCPUs  string
 	loadCPUs    string
 	serverCores float64
+	fixedConns  int
+	fixedIvals  string
+	fixedCores  float64
 	noBuild     bool
 	quietBelow  float64
 	quietWait   time.Duration
@@ -50,6 +53,9 @@ func (c *runConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.rate, "rate", 4000, "connection ramp per second")
 	fs.IntVar(&c.rounds, "rounds", 0, "rounds of idle/broadcast/connect (default 1 quick, 2 full)")
 	fs.IntVar(&c.steps, "steps", 0, "bisection steps of the ticks search (default 4 quick, 5 full)")
+	fs.IntVar(&c.fixedConns, "fixed-conns", 0, "connections of the fixed-rate trials (0 = 10000)")
+	fs.StringVar(&c.fixedIvals, "fixed-intervals", "", "push intervals of the fixed-rate trials, comma list (\"\" = 500ms,250ms)")
+	fs.Float64Var(&c.fixedCores, "fixed-cores", 0, "cap each target's CPU in the fixed-rate trials (cores; 0 = uncapped): with -fixed-intervals near the saturation point, a repeated comparison at saturation")
 	fs.StringVar(&c.serverCPUs, "server-cpus", "0", "taskset -c for servers")
 	fs.StringVar(&c.loadCPUs, "load-cpus", "1", "taskset -c for wsload")
 	fs.Float64Var(&c.serverCores, "server-cores", 0.5, "cap each target's CPU at this many cores in the ticks search (cgroup CFS limit; needs root; 0 = no cap): wsload keeps twice the server's CPU, so the target saturates first")
@@ -97,6 +103,17 @@ func cmdRun(ctx context.Context, args []string) error {
 		}
 	}
 	e.ServerQuota = c.serverCores
+	e.FixedConns, e.FixedQuota = c.fixedConns, c.fixedCores
+	for _, v := range strings.Split(c.fixedIvals, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("wsbench: -fixed-intervals: bad interval %q", v)
+		}
+		e.FixedIntervals = append(e.FixedIntervals, d)
+	}
 	e.QuietBelow, e.QuietWait = c.quietBelow, c.quietWait
 	e.RetryUnderLoad = c.full // quick stays within its 5 minutes
 	e.Conns, e.Rate, e.Rounds, e.Steps = c.conns, c.rate, c.rounds, c.steps

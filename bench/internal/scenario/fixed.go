@@ -38,15 +38,23 @@ type FixedResult struct {
 }
 
 // Fixed runs every target at each fixed offered rate (FixedIntervals at
-// FixedConns connections, or e.Conns if smaller), Env.Rounds times,
+// FixedConns connections, or e.Conns if smaller, unless Env says
+// otherwise), Env.Rounds times,
 // alternating targets (A B C … A B C …): the headline of the report,
 // server CPU per push at the same offered rate for all.
 func Fixed(ctx context.Context, e *Env) ([]FixedResult, error) {
 	conns := min(FixedConns, e.Conns)
+	if e.FixedConns > 0 {
+		conns = min(e.FixedConns, e.Conns)
+	}
+	intervals := FixedIntervals
+	if len(e.FixedIntervals) > 0 {
+		intervals = e.FixedIntervals
+	}
 	var out []FixedResult
 	idx := map[string]int{}
 	for round := 0; round < e.Rounds; round++ {
-		for _, d := range FixedIntervals {
+		for _, d := range intervals {
 			for _, name := range e.Targets {
 				key := fmt.Sprintf("%s/%v", name, d)
 				i, ok := idx[key]
@@ -55,7 +63,7 @@ func Fixed(ctx context.Context, e *Env) ([]FixedResult, error) {
 					idx[key] = i
 					out = append(out, FixedResult{Target: name, Conns: conns, IntervalMS: ms(d), OfferedRate: float64(conns) / d.Seconds(), KeptUp: true})
 				}
-				tr, err := ticksTrial(ctx, e, name, conns, d, 0, fmt.Sprintf("fixed-%s-%.0f-%d", name, ms(d), round))
+				tr, err := ticksTrial(ctx, e, name, conns, d, e.FixedQuota, fmt.Sprintf("fixed-%s-%.0f-%d", name, ms(d), round))
 				if err != nil {
 					if ctx.Err() != nil {
 						return out, err

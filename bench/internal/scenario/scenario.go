@@ -39,7 +39,13 @@ type Env struct {
 	// cgroup limit; 0 = none) so that the target saturates well before
 	// wsload, which has a whole core; the fixed-rate trials run uncapped.
 	ServerQuota float64
-	Log         func(format string, args ...any)
+	// FixedConns, FixedIntervals and FixedQuota change the fixed-rate
+	// trials (zero: the package's FixedConns and FixedIntervals, uncapped),
+	// e.g. for a comparison near saturation under a CPU cap.
+	FixedConns     int
+	FixedIntervals []time.Duration
+	FixedQuota     float64
+	Log            func(format string, args ...any)
 	// QuietBelow and QuietWait gate every trial: before starting, wait up
 	// to QuietWait until the machine's busy CPU (nothing of ours runs
 	// then) is below QuietBelow cores. 0 disables the gate.
