@@ -174,7 +174,6 @@ func ticksTrial(ctx context.Context, e *Env, name string, conns int, interval ti
 	// sample the server's CPU, the load CPUs and wsload's backlog every
 	// second while wsload runs; the window is chosen afterwards
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	samplesc := make(chan []sample, 1)
 	t0 := time.Now()
 	go func() { samplesc <- e.sampleTrial(sctx, run, t0, from-1) }()
@@ -182,12 +181,14 @@ func ticksTrial(ctx context.Context, e *Env, name string, conns int, interval ti
 		Scenario: "ticks", CPUs: e.LoadCPUs, OutDir: e.WorkDir, Name: stem, Duration: dur,
 		Flags: []string{"-conns", strconv.Itoa(conns), "-rate", strconv.Itoa(e.Rate), "-url", run.URL(), "-read-batch", ReadBatch},
 	})
+	if err == nil {
+		tr.ServerRSS, _ = procstat.SumRSS(run.PIDs())
+	}
+	cancel()
+	samples := <-samplesc // the sampler has ended
 	if err != nil {
 		return nil, err
 	}
-	tr.ServerRSS, _ = procstat.SumRSS(run.PIDs())
-	cancel()
-	samples := <-samplesc
 	tr.Wsload = loadRaw(res.Raw)
 	// the steady window starts once every connection is open (plus a settle
 	// second and one interval), however late the ramp ran, and once the
