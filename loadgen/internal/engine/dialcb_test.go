@@ -35,11 +35,7 @@ func cbEngine(t *testing.T, timeout time.Duration, n int) (*Engine, <-chan dialO
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Stop)
-	addr := scriptServer(t, func(net.Conn, string) {})
-	if _, _, err := e.Dial(Target{Addr: addr}, 0); Classify(err) != ClassReset {
-		t.Fatalf("warm-up dial: %v", err)
-	}
+	warmUp(t, e)
 	return e, out
 }
 
@@ -55,12 +51,12 @@ func TestDialAsyncReports(t *testing.T) {
 			name = "nbio"
 		}
 		t.Run(name, func(t *testing.T) {
-			if raw && !rawLayout.ok {
+			if raw && !rawDial {
 				t.Fatal("nbio.Conn's layout is not the one rawdial.go knows")
 			}
-			saved := rawLayout.ok
-			rawLayout.ok = raw && saved
-			defer func() { rawLayout.ok = saved }()
+			saved := rawDial
+			rawDial = raw && saved
+			defer func() { rawDial = saved }()
 			testDialAsyncReports(t)
 		})
 	}
@@ -169,10 +165,10 @@ func goid() int64 {
 	return id
 }
 
-// rawdial.go writes nbio.Conn's descriptor and type: the fields must be
-// there, and a Conn built so must be what nbio itself makes.
+// rawConnect's Conn (package nbioconn) is usable: nbio's layout is known
+// and the Conn is a TCP one for the connecting socket.
 func TestRawDialLayout(t *testing.T) {
-	if !rawLayout.ok {
+	if !rawDial {
 		t.Fatal("nbio.Conn has no fd int and typ ConnType fields: the raw dial is off")
 	}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")

@@ -17,35 +17,24 @@ package engine
 // writable, as for any write it could not finish. A failed connect shows
 // as a hang-up (nbio closes, onClose reports) or as the write's error.
 //
-// nbio.Conn's descriptor and type are unexported: they are found by name
-// and type when the package starts (as the server's raw accept does) and
-// written into a new Conn before anything else sees it. If they are not
-// there (another nbio version), every dial takes DialAsyncTimeout;
-// TestRawDialLayout fails then, so the change is seen.
+// The *nbio.Conn is made by package nbioconn (nbio.Conn's fields are
+// unexported). If nbio's layout is unknown (another nbio version), every
+// dial takes DialAsyncTimeout, or the standard-library dial with a source.
 
 import (
 	"errors"
 	"net"
-	"reflect"
 	"sync"
 	"syscall"
-	"unsafe"
 
 	"github.com/lesismal/nbio"
+
+	"wspush/server/nbioconn"
 )
 
-var rawLayout = func() (f struct {
-	fd, typ uintptr
-	ok      bool
-}) {
-	t := reflect.TypeFor[nbio.Conn]()
-	fd, ok1 := t.FieldByName("fd")
-	typ, ok2 := t.FieldByName("typ")
-	if ok1 && ok2 && fd.Type.Kind() == reflect.Int && typ.Type == reflect.TypeFor[nbio.ConnType]() {
-		f.fd, f.typ, f.ok = fd.Offset, typ.Offset, true
-	}
-	return f
-}()
+// rawDial: the raw dial is possible with this nbio (a variable so that a
+// test can take nbio's dial instead).
+var rawDial = nbioconn.OK()
 
 // sockaddrs caches each target address's parsed form (few per run):
 // string → *syscall.SockaddrInet4, or nil when it is not IPv4.
@@ -78,7 +67,7 @@ func source4(ip net.IP) *syscall.SockaddrInet4 {
 // rawOK says whether t can take the raw dial: not StdDial, nbio's layout
 // is known, the address is IPv4 and so is the source, if any.
 func (e *Engine) rawOK(t Target) bool {
-	return !e.cfg.StdDial && rawLayout.ok && sockaddr4(t.Addr) != nil && (t.Source == nil || t.Source.To4() != nil)
+	return !e.cfg.StdDial && rawDial && sockaddr4(t.Addr) != nil && (t.Source == nil || t.Source.To4() != nil)
 }
 
 // CanDialAsync says whether a dial to t takes the callback path (DialAsync
@@ -110,11 +99,7 @@ func rawConnect(sa, src *syscall.SockaddrInet4) (*nbio.Conn, error) {
 		_ = syscall.Close(fd)
 		return nil, err
 	}
-	c := new(nbio.Conn)
-	p := unsafe.Pointer(c)
-	*(*int)(unsafe.Add(p, rawLayout.fd)) = fd
-	*(*nbio.ConnType)(unsafe.Add(p, rawLayout.typ)) = nbio.ConnTypeTCP
-	return c, nil
+	return nbioconn.New(fd), nil
 }
 
 // startRaw is startDial's raw path for d (listed, published) to t; false

@@ -3,12 +3,13 @@ package gateway
 import (
 	"errors"
 	"net"
-	"reflect"
 	"syscall"
 	"unsafe"
 
 	"github.com/lesismal/nbio"
 	"golang.org/x/sys/unix"
+
+	"wspush/server/nbioconn"
 )
 
 // Raw accepts: a plain-TCP connection is accepted with accept4(2) and
@@ -34,24 +35,14 @@ import (
 // call). Sockets with kernel keepalive (-tcp-keepalive) and TLS listeners
 // keep the standard accept.
 //
-// nbio.Conn's fields (descriptor, type, addresses) are unexported: they
-// are found by name and type when the package starts, and written into a
-// new Conn before anything else can see it. If they are not there
-// (another nbio version), every accept is the standard one;
-// TestRawAcceptLayout fails then, so the change is seen.
+// The Conn is made by package nbioconn (descriptor and type) and its
+// addresses are written here (nbioAddrFields, addrs.go): nbio.Conn's
+// fields are unexported. If either layout is unknown (another nbio
+// version) every accept is the standard one; TestRawAcceptLayout fails
+// then, so the change is seen.
 
-var rawLayout = func() (f struct {
-	fd, typ uintptr
-	ok      bool
-}) {
-	t := reflect.TypeFor[nbio.Conn]()
-	fd, ok1 := t.FieldByName("fd")
-	typ, ok2 := t.FieldByName("typ")
-	if ok1 && ok2 && fd.Type.Kind() == reflect.Int && typ.Type == reflect.TypeFor[nbio.ConnType]() && nbioAddrFields.ok {
-		f.fd, f.typ, f.ok = fd.Offset, typ.Offset, true
-	}
-	return f
-}() // the addresses' offsets are nbioAddrFields' (addrs.go)
+// rawOK: raw accepts are possible with this nbio.
+var rawOK = nbioconn.OK() && nbioAddrFields.ok
 
 // rawAcceptor accepts on a Go TCP listener's socket with accept4.
 type rawAcceptor struct {
@@ -63,7 +54,7 @@ type rawAcceptor struct {
 // not possible (not a *net.TCPListener, or nbio's layout is unknown).
 func newRawAcceptor(ln net.Listener) *rawAcceptor {
 	tl, ok := ln.(*net.TCPListener)
-	if !ok || !rawLayout.ok {
+	if !ok || !rawOK {
 		return nil
 	}
 	rc, err := tl.SyscallConn()
@@ -117,10 +108,8 @@ func (a *rawAcceptor) conn(fd int, sa unix.Sockaddr) *nbio.Conn {
 		copy(ip, sa.Addr[:])
 		remote = &net.TCPAddr{IP: ip, Port: sa.Port, Zone: zoneName(sa.ZoneId)}
 	}
-	c := new(nbio.Conn)
+	c := nbioconn.New(fd)
 	p := unsafe.Pointer(c)
-	*(*int)(unsafe.Add(p, rawLayout.fd)) = fd
-	*(*nbio.ConnType)(unsafe.Add(p, rawLayout.typ)) = nbio.ConnTypeTCP
 	*(*net.Addr)(unsafe.Add(p, nbioAddrFields.l)) = a.local
 	*(*net.Addr)(unsafe.Add(p, nbioAddrFields.r)) = remote
 	return c

@@ -13,7 +13,7 @@ import (
 // the nbio version in go.mod they must be found, or every accept silently
 // goes the standard way again.
 func TestRawAcceptLayout(t *testing.T) {
-	if !rawLayout.ok {
+	if !rawOK {
 		t.Fatal("nbio.Conn has no fd / typ / lAddr / rAddr fields of the expected types: raw accepts are off (rawaccept.go)")
 	}
 }
