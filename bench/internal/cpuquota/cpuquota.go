@@ -44,8 +44,6 @@ type Group struct {
 	dir    string // the cgroup's directory
 	parent string // where its processes go back to on Close
 	v2     bool
-	Cores  float64       // the limit, in cores
-	Period time.Duration // the CFS period
 }
 
 // New creates a cgroup named name-<pid>-<n> with a limit of cores CPUs'
@@ -80,7 +78,7 @@ func newAt(root string, v2 bool, name string, cores float64, period time.Duratio
 			return nil, err
 		}
 	}
-	g := &Group{parent: root, v2: v2, Cores: cores, Period: period,
+	g := &Group{parent: root, v2: v2,
 		dir: filepath.Join(root, fmt.Sprintf("%s-%d-%d", name, os.Getpid(), seq.Add(1)))}
 	if err := os.Mkdir(g.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cpuquota: %w", err)

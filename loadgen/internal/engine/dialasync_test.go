@@ -63,13 +63,20 @@ func newEngine(t *testing.T, h Handler, timeout time.Duration, std bool) *Engine
 	if err != nil {
 		t.Fatal(err)
 	}
+	warmUp(t, e)
+	e.cfg.StdDial = std // after the warm-up, which must reach the poller; nothing else runs yet
+	return e
+}
+
+// warmUp registers e.Stop for the end of the test and makes e's poller
+// run once, with a dial the server hangs up on (see newEngine).
+func warmUp(t *testing.T, e *Engine) {
+	t.Helper()
 	t.Cleanup(e.Stop)
 	addr := scriptServer(t, func(net.Conn, string) {})
 	if _, _, err := e.Dial(Target{Addr: addr}, 0); Classify(err) != ClassReset {
 		t.Fatalf("warm-up dial: %v", err)
 	}
-	e.cfg.StdDial = std // after the warm-up, which must reach the poller; nothing else runs yet
-	return e
 }
 
 // A 101 that arrives in two pieces, the second with the first frame: the
